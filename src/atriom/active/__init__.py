@@ -1,0 +1,1 @@
+"""Active: PEFT fine-tuning, evaluation and deployable outputs."""

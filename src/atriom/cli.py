@@ -1,0 +1,118 @@
+"""The ``atriom`` command line.
+
+Kept import-light: torch, transformers, peft, mlflow and cv2 load only inside the commands
+that use them, so ``atriom --help`` answers at once. User errors (:class:`AtriomError`) are
+printed in one line without a traceback and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from atriom import __version__
+from atriom.errors import AtriomError
+
+app = typer.Typer(
+    name="atriom",
+    help="ATRIOM: a reproducible, tracked video-learning pipeline (Reservoir -> Conduit -> Active).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Phase(str, Enum):
+    reservoir = "reservoir"
+    conduit = "conduit"
+    active = "active"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"atriom {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """ATRIOM: a reproducible, tracked video-learning pipeline."""
+
+
+@app.command()
+def run(
+    phase: Annotated[Phase, typer.Argument(help="The phase (DVC stage) to run.")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Overrides on top of params.yaml, in Hydra syntax: key=value, +key=value, ~key."
+        ),
+    ] = None,
+) -> None:
+    """Run one phase on params.yaml (what `dvc repro` calls for each stage)."""
+    from atriom.stage import run_stage
+
+    out = run_stage(phase.value, overrides or [])
+    typer.echo(f"{phase.value}: outputs in {out}")
+
+
+@app.command()
+def compose(
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Hydra overrides applied while composing (the result then differs from conf/)."
+        ),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Write nothing; exit 1 with a diff when params.yaml is stale."
+        ),
+    ] = False,
+) -> None:
+    """Compose conf/ into params.yaml (as `dvc exp run` does), validated against the schema."""
+    from atriom.config import check_params, find_project_root, write_params
+    from atriom.config import compose as compose_conf
+
+    root = find_project_root()
+    if check:
+        if overrides:
+            raise typer.BadParameter(
+                "--check compares params.yaml with conf/ as it is: no overrides."
+            )
+        diff = check_params(root)
+        if diff is None:
+            typer.echo("params.yaml is up to date with conf/.")
+            return
+        typer.echo(diff, nl=False)
+        typer.echo("params.yaml is stale: run `atriom compose` and commit the result.", err=True)
+        raise typer.Exit(1)
+    path = write_params(root, compose_conf(root, overrides or []))
+    typer.echo(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    from atriom.tracking import StageTerminated
+
+    try:
+        app(args=argv, prog_name="atriom")
+    except AtriomError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except StageTerminated as exc:
+        typer.echo(
+            f"stopped: {exc}; the stage's MLflow run is marked KILLED, outputs untouched.", err=True
+        )
+        sys.exit(128 + 15)

@@ -1,0 +1,1 @@
+"""Reservoir: gather and validate what a run stands on (environment, resources, data)."""

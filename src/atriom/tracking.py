@@ -1,0 +1,167 @@
+"""MLflow tracking shared by every stage: one run per stage execution.
+
+* Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<project>/mlflow.db``
+  (MLflow's own default, anchored at the project root) with artifacts in ``<project>/mlruns``.
+* Tags on every run: ``atriom.phase``, ``atriom.git.commit``, ``atriom.git.dirty``,
+  ``atriom.dvc.stage``, ``atriom.params.digest`` and ``atriom.upstream.<phase>`` (lineage).
+* Params: the stage's params sections, flattened to dotted names (``active.lr``) so MLflow's
+  compare view lines runs up.
+* Status: FINISHED on success, FAILED when the stage raises, KILLED on SIGTERM/SIGINT; a
+  run never stays RUNNING.
+
+mlflow is imported inside functions: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from atriom.git import git_info
+from atriom.logs import get_logger
+
+log = get_logger("tracking")
+
+TAG_PHASE = "atriom.phase"
+TAG_GIT_COMMIT = "atriom.git.commit"
+TAG_GIT_DIRTY = "atriom.git.dirty"
+TAG_DVC_STAGE = "atriom.dvc.stage"
+TAG_DVC_EXP = "atriom.dvc.experiment"
+TAG_PARAMS_DIGEST = "atriom.params.digest"
+TAG_UPSTREAM = "atriom.upstream."
+TAG_INVOKED_BY = "atriom.invoked_by"
+
+_MAX_PARAM_CHARS = 6000
+
+
+class StageTerminated(BaseException):
+    """Raised in the main thread when the stage process receives SIGTERM."""
+
+
+def tracking_uri(root: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def _default_artifact_location(root: Path) -> str | None:
+    """For the local default store, keep artifacts in ``<project>/mlruns``.
+
+    Call before ``mlflow.set_tracking_uri``, which exports ``MLFLOW_TRACKING_URI`` itself.
+    """
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    return (root / "mlruns").resolve().as_uri()
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values (stable, comparable names)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _param_value(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= _MAX_PARAM_CHARS else text[: _MAX_PARAM_CHARS - 3] + "..."
+
+
+class StageRun:
+    """The active MLflow run of a stage, with the few calls stages need."""
+
+    def __init__(self, run_id: str, experiment_id: str):
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        import mlflow
+
+        mlflow.log_params({k: _param_value(v) for k, v in params.items()})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        import mlflow
+
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+
+
+def _ensure_experiment(name: str, artifact_location: str | None) -> str:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        experiment_id = client.create_experiment(name, artifact_location=artifact_location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+@contextlib.contextmanager
+def stage_run(
+    *,
+    root: Path,
+    experiment: str,
+    phase: str,
+    params: Mapping[str, Any],
+    params_digest: str,
+    upstream: Mapping[str, str] | None = None,
+) -> Iterator[StageRun]:
+    """Open the MLflow run of one stage execution; end it FINISHED, FAILED or KILLED."""
+    import mlflow
+    from mlflow.entities import RunStatus
+
+    uri = tracking_uri(root)
+    artifact_location = _default_artifact_location(root)
+    mlflow.set_tracking_uri(uri)
+    experiment_id = _ensure_experiment(experiment, artifact_location)
+    git = git_info(root)
+    tags = {
+        TAG_PHASE: phase,
+        TAG_GIT_COMMIT: git.commit or "none",
+        TAG_GIT_DIRTY: "none" if git.dirty is None else str(git.dirty).lower(),
+        TAG_DVC_STAGE: os.environ.get("DVC_STAGE", phase),
+        TAG_INVOKED_BY: "dvc" if os.environ.get("DVC_STAGE") else "cli",
+        TAG_PARAMS_DIGEST: params_digest,
+        **{f"{TAG_UPSTREAM}{p}": run_id for p, run_id in (upstream or {}).items()},
+    }
+    if git.commit:
+        tags["mlflow.source.git.commit"] = git.commit
+    if os.environ.get("DVC_EXP_NAME"):
+        tags[TAG_DVC_EXP] = os.environ["DVC_EXP_NAME"]
+
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=phase, tags=tags)
+    handle = StageRun(run.info.run_id, experiment_id)
+    log.info("MLflow run %s (%s) in experiment '%s' at %s", run.info.run_id, phase, experiment, uri)
+    try:
+        handle.log_params(flatten(params))
+        yield handle
+    except (StageTerminated, KeyboardInterrupt):
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))

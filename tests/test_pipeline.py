@@ -1,0 +1,132 @@
+"""The three stages run in process on the tiny profile: outputs, manifests, lineage, MLflow."""
+
+import csv
+import json
+
+import pytest
+
+from atriom.io import read_manifest, sha256_file
+from conftest import mlflow_runs
+
+
+def test_reservoir_outputs(pipeline):
+    out = pipeline / "data" / "reservoir"
+    for name in (
+        "env.json",
+        "env_packages.csv",
+        "resources.json",
+        "dataset.json",
+        "config.yaml",
+        "reservoir.log",
+    ):
+        assert (out / name).is_file(), name
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert dataset["counts"] == {
+        c: 10 for c in ("circular", "jitter", "linear", "oscillate", "zigzag")
+    }
+    clip = dataset["clips"][0]
+    assert clip["path"].startswith("data/reservoir/videos/")
+    assert sha256_file(pipeline / clip["path"]) == clip["sha256"]
+    assert (clip["frames"], clip["width"], clip["height"], clip["codec"]) == (16, 64, 64, "h264")
+    assert {"speed", "radius", "noise", "distractors", "difficulty"} <= set(clip["meta"])
+    env = json.loads((out / "env.json").read_text())
+    assert any(p["name"] == "atriom" and p["editable"] for p in env["packages"])
+
+
+def test_manifests_hash_every_file_and_chain_run_ids(pipeline):
+    manifests = {p: read_manifest(pipeline / "data" / p) for p in ("reservoir", "conduit")}
+    manifests["active"] = read_manifest(pipeline / "data" / "active")
+    for phase, manifest in manifests.items():
+        base = pipeline / "data" / phase
+        for entry in manifest["files"]:
+            assert sha256_file(base / entry["path"]) == entry["sha256"], (phase, entry["path"])
+    assert (
+        manifests["conduit"]["inputs"]["reservoir"]["mlflow_run_id"]
+        == manifests["reservoir"]["mlflow_run_id"]
+    )
+    assert (
+        manifests["active"]["inputs"]["conduit"]["mlflow_run_id"]
+        == manifests["conduit"]["mlflow_run_id"]
+    )
+    assert (
+        manifests["conduit"]["inputs"]["reservoir"]["manifest_digest"]
+        == manifests["reservoir"]["digest"]
+    )
+
+
+def test_conduit_outputs(pipeline):
+    out = pipeline / "data" / "conduit"
+    index = json.loads((out / "clip_index.json").read_text())
+    stats = json.loads((out / "stats.json").read_text())
+    assert sum(stats["totals"].values()) == len(index["samples"]) == 50
+    assert all(len(s["frames"]) == index["num_frames"] == 8 for s in index["samples"])
+    assert json.loads((out / "label_map.json").read_text())["circular"] == 0
+    for split in ("train", "val", "test"):
+        png = out / "previews" / f"contact_sheet_{split}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_active_outputs_and_adapter(pipeline):
+    out = pipeline / "data" / "active"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["test"]["n"] > 0
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert len(rows) == metrics["epochs_run"] >= 1
+    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr"}
+    (run_dir,) = (out / "runs").iterdir()
+    assert run_dir.name.startswith("run_") and len(run_dir.name) == len("run_20260101_000000")
+    adapters = run_dir / "best_model_adapters"
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {
+        p.name for p in adapters.iterdir()
+    }
+
+
+def test_adapter_loads_with_plain_peft_and_reproduces_test_accuracy(pipeline):
+    import torch
+    from peft import PeftModel
+    from transformers import VideoMAEForVideoClassification
+
+    from atriom.conduit.dataset import ClipDataset
+
+    out = pipeline / "data" / "active"
+    (run_dir,) = (out / "runs").iterdir()
+    base = VideoMAEForVideoClassification.from_pretrained(run_dir / "base_model")
+    model = PeftModel.from_pretrained(base, run_dir / "best_model_adapters").eval()
+    index = json.loads((pipeline / "data" / "conduit" / "clip_index.json").read_text())
+    rows = [r for r in index["samples"] if r["split"] == "test"]
+    ds = ClipDataset(
+        rows, pipeline, num_frames=8, stride=2, image_size=64, mean=[0.5] * 3, std=[0.5] * 3
+    )
+    batch = torch.stack([ds[i]["pixel_values"] for i in range(len(ds))])
+    labels = torch.tensor([r["label_id"] for r in rows])
+    with torch.no_grad():
+        accuracy = (model(pixel_values=batch).logits.argmax(-1) == labels).float().mean().item()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert accuracy == pytest.approx(metrics["test"]["accuracy"])
+
+
+def test_three_finished_runs_linked_by_lineage_tags(pipeline):
+    runs = {r.data.tags["atriom.phase"]: r for r in mlflow_runs(pipeline)}
+    assert set(runs) == {"reservoir", "conduit", "active"}
+    assert {r.info.status for r in runs.values()} == {"FINISHED"}
+    assert runs["conduit"].data.tags["atriom.upstream.reservoir"] == runs["reservoir"].info.run_id
+    assert runs["active"].data.tags["atriom.upstream.conduit"] == runs["conduit"].info.run_id
+    assert runs["active"].data.tags["atriom.upstream.reservoir"] == runs["reservoir"].info.run_id
+    assert "test_accuracy" in runs["active"].data.metrics
+    assert runs["active"].data.params["active.peft.r"] == "8"
+    for phase, run in runs.items():
+        manifest = read_manifest(pipeline / "data" / phase)
+        assert manifest["mlflow_run_id"] == run.info.run_id
+
+
+def test_runs_hold_config_manifest_and_log_artifacts(pipeline):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}")
+    for run in mlflow_runs(pipeline):
+        names = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"config.yaml", "manifest.json", "logs"} <= names, (
+            run.data.tags["atriom.phase"],
+            names,
+        )
+    assert (pipeline / "mlruns").is_dir()
