@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # DVC stage commands (`atriom run ...`) must find the venv's tools.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help install repro test test-fast lint format compose check clean
+.PHONY: help install repro test test-fast lint format compose lock clean
 
 help:
 	@echo "make repro      install (if needed) and run the pipeline: dvc repro"
@@ -23,6 +23,7 @@ help:
 	@echo "make test-fast  the fast tests only (pytest default selection)"
 	@echo "make lint       ruff check + format check + atriom compose --check"
 	@echo "make compose    regenerate params.yaml from conf/"
+	@echo "make lock       record the installed packages in requirements.lock (drift reference)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +68,9 @@ format: install
 
 compose: install
 	$(BIN)/atriom compose
+
+lock: install
+	$(BIN)/atriom lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

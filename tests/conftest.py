@@ -17,6 +17,7 @@ PROJECT_FILES = (
     "conf",
     "params.yaml",
     "dvc.yaml",
+    "requirements.lock",
     ".dvcignore",
     ".gitignore",
     "data/.gitignore",

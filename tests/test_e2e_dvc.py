@@ -35,7 +35,12 @@ def test_first_repro_runs_all_three_stages(repo):
     assert (root / "data" / "active" / "metrics.json").is_file()
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"reservoir", "conduit", "active"}
-    assert set(lock["stages"]["active"]["params"]["params.yaml"]) == {"seed", "model", "active"}
+    assert set(lock["stages"]["active"]["params"]["params.yaml"]) == {"seed", "active"}
+    assert set(lock["stages"]["reservoir"]["params"]["params.yaml"]) == {
+        "seed",
+        "model",
+        "reservoir",
+    }
     assert set(lock["stages"]["conduit"]["params"]["params.yaml"]) == {"conduit"}
     outs = {o["path"] for o in lock["stages"]["active"]["outs"]}
     assert {"data/active/runs", "data/active/metrics.json", "data/active/history.csv"} <= outs

@@ -15,6 +15,8 @@ def test_reservoir_outputs(pipeline):
         "env.json",
         "env_packages.csv",
         "resources.json",
+        "device_plan.json",
+        "model.json",
         "dataset.json",
         "config.yaml",
         "reservoir.log",
@@ -59,10 +61,14 @@ def test_conduit_outputs(pipeline):
     index = json.loads((out / "clip_index.json").read_text())
     stats = json.loads((out / "stats.json").read_text())
     assert sum(stats["totals"].values()) == len(index["samples"]) == 50
-    assert all(len(s["frames"]) == index["num_frames"] == 8 for s in index["samples"])
+    assert all(
+        len(s["views"]) == 1 and len(s["views"][0]) == index["num_frames"] == 8
+        for s in index["samples"]
+    )
+    assert index["sampler"]["train"] == "random_segment" and index["augment"]["hflip"] == 0.5
     assert json.loads((out / "label_map.json").read_text())["circular"] == 0
-    for split in ("train", "val", "test"):
-        png = out / "previews" / f"contact_sheet_{split}.png"
+    for name in ("contact_sheet_train", "contact_sheet_val", "contact_sheet_test", "class_balance"):
+        png = out / "previews" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -72,7 +78,9 @@ def test_active_outputs_and_adapter(pipeline):
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["test"]["n"] > 0
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert len(rows) == metrics["epochs_run"] >= 1
-    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr"}
+    assert set(rows[0]) == {
+        "epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr", "curriculum_fraction"
+    }
     (run_dir,) = (out / "runs").iterdir()
     assert run_dir.name.startswith("run_") and len(run_dir.name) == len("run_20260101_000000")
     adapters = run_dir / "best_model_adapters"
@@ -90,13 +98,20 @@ def test_adapter_loads_with_plain_peft_and_reproduces_test_accuracy(pipeline):
 
     out = pipeline / "data" / "active"
     (run_dir,) = (out / "runs").iterdir()
-    base = VideoMAEForVideoClassification.from_pretrained(run_dir / "base_model")
-    model = PeftModel.from_pretrained(base, run_dir / "best_model_adapters").eval()
+    adapters = run_dir / "best_model_adapters"
+    base_location = json.loads((adapters / "adapter_config.json").read_text())[
+        "base_model_name_or_path"
+    ]
+    assert base_location == "data/reservoir/model"  # portable: project-relative
+    label_map = json.loads((run_dir / "label_map.json").read_text())
+    base = VideoMAEForVideoClassification.from_pretrained(
+        pipeline / base_location, num_labels=len(label_map), ignore_mismatched_sizes=True
+    )
+    model = PeftModel.from_pretrained(base, adapters).eval()
     index = json.loads((pipeline / "data" / "conduit" / "clip_index.json").read_text())
     rows = [r for r in index["samples"] if r["split"] == "test"]
-    ds = ClipDataset(
-        rows, pipeline, num_frames=8, stride=2, image_size=64, mean=[0.5] * 3, std=[0.5] * 3
-    )
+    prep = json.loads((pipeline / "data" / "reservoir" / "model.json").read_text())["preprocessing"]
+    ds = ClipDataset.from_index(index, "test", pipeline, prep, seed=0)
     batch = torch.stack([ds[i]["pixel_values"] for i in range(len(ds))])
     labels = torch.tensor([r["label_id"] for r in rows])
     with torch.no_grad():
@@ -114,6 +129,8 @@ def test_three_finished_runs_linked_by_lineage_tags(pipeline):
     assert runs["active"].data.tags["atriom.upstream.reservoir"] == runs["reservoir"].info.run_id
     assert "test_accuracy" in runs["active"].data.metrics
     assert runs["active"].data.params["active.peft.r"] == "8"
+    assert runs["active"].data.params["active.batch.gradient_accumulation_steps"] == "2"
+    assert runs["reservoir"].data.params["model.name"] == "tiny_videomae"
     for phase, run in runs.items():
         manifest = read_manifest(pipeline / "data" / phase)
         assert manifest["mlflow_run_id"] == run.info.run_id

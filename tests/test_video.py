@@ -81,8 +81,8 @@ def test_more_clips_leave_existing_clips_unchanged(tmp_path):
     more = SyntheticVideos(
         classes=["linear", "jitter"], clips_per_class=3, num_frames=6, size=32, fps=8
     )
-    a = {x.path.name: sha256_file(x.path) for x in few.collect(tmp_path / "a", 0)}
-    b = {x.path.name: sha256_file(x.path) for x in more.collect(tmp_path / "b", 0)}
+    a = {x.path.name: sha256_file(x.path) for x in few.collect(tmp_path / "a", seed=0)}
+    b = {x.path.name: sha256_file(x.path) for x in more.collect(tmp_path / "b", seed=0)}
     assert all(b[name] == digest for name, digest in a.items())
 
 

@@ -102,6 +102,59 @@ def compose(
     typer.echo(f"wrote {path}")
 
 
+@app.command()
+def predict(
+    videos: Annotated[list[str], typer.Argument(help="Video files to classify.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A merged_model directory or an MLflow model URI (models:/NAME@candidate). "
+            "Default: the newest finished run in the project.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON lines with every probability.")
+    ] = False,
+) -> None:
+    """Print the predicted label and its probability for each video."""
+    import json
+
+    from atriom.active.predict import predict_videos
+
+    for path, label, probability, probabilities in predict_videos(videos, model):
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "video": path,
+                        "label": label,
+                        "probability": probability,
+                        "probabilities": probabilities,
+                    }
+                )
+            )
+        else:
+            typer.echo(f"{path}\t{label}\t{probability:.4f}")
+
+
+@app.command()
+def lock(
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Where to write, relative to the project.")
+    ] = "requirements.lock",
+) -> None:
+    """Record the installed packages (editable installs left out) as the lock Reservoir checks drift against."""
+    from atriom.config import find_project_root
+    from atriom.io import atomic_write_text
+    from atriom.reservoir.drift import render_lock
+    from atriom.reservoir.environment import installed_packages
+
+    path = atomic_write_text(find_project_root() / output, render_lock(installed_packages()))
+    typer.echo(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     from atriom.tracking import StageTerminated

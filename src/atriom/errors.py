@@ -24,7 +24,20 @@ class DataError(AtriomError):
 
 
 class VideoError(DataError):
-    """A video cannot be opened or decoded, or a requested frame does not exist."""
+    """A video cannot be opened or decoded, or a requested frame does not exist.
+
+    ``reason`` is the short cause (``"empty file (0 bytes)"``) for reports such as the
+    Reservoir's quarantine list; the message adds the path and what to do.
+    """
+
+    def __init__(self, message: str, *, path: object = None, reason: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.reason = reason or message
+
+
+class ModelError(AtriomError):
+    """A model cannot be found, resolved offline or loaded."""
 
 
 class UpstreamError(AtriomError):

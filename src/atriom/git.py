@@ -39,14 +39,21 @@ class GitInfo:
 
 
 def git_info(root: Path) -> GitInfo:
-    """Facts about the checkout at ``root``; every field ``None`` outside a git repository."""
-    commit = _git(root, "rev-parse", "--verify", "-q", "HEAD")
-    if commit is None:
+    """Facts about the checkout at ``root``; every field ``None`` outside a git repository.
+
+    In a repository without commits yet, ``commit`` and ``dirty`` are ``None``.
+    """
+    if _git(root, "rev-parse", "--is-inside-work-tree") != "true":
         return GitInfo(None, None, None, None)
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
-    changed = [line[3:] for line in (status or "").splitlines()]
-    dirty = any(path not in _PIPELINE_BOOKKEEPING for path in changed)
-    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD")
+    commit = _git(root, "rev-parse", "--verify", "-q", "HEAD")
+    dirty = None
+    if commit:
+        status = _git(root, "status", "--porcelain", "--untracked-files=no")
+        changed = [line[3:] for line in (status or "").splitlines()]
+        dirty = any(path not in _PIPELINE_BOOKKEEPING for path in changed)
+    branch = _git(root, "symbolic-ref", "--short", "-q", "HEAD") or _git(
+        root, "rev-parse", "--abbrev-ref", "HEAD"
+    )
     remote = _git(root, "remote", "get-url", "origin")
     return GitInfo(
         commit=commit or None,

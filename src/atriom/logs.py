@@ -28,6 +28,17 @@ def setup_console(level: int = logging.INFO) -> None:
     handler._atriom_console = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.propagate = False
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Progress bars and info chatter of transformers/FFmpeg would drown the stage's own log."""
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager

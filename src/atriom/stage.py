@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -33,7 +35,7 @@ from atriom.io import (
 )
 from atriom.logs import get_logger, log_to_file, setup_console
 from atriom.runtime import seed_everything
-from atriom.tracking import StageRun, StageTerminated, stage_run
+from atriom.tracking import NullRun, StageRun, StageTerminated, stage_run
 
 CONFIG_NAME = "config.yaml"
 _SMALL_ARTIFACT_BYTES = 5 * 1024 * 1024
@@ -53,6 +55,12 @@ class StageContext:
     summary: dict[str, Any] = field(default_factory=dict)
     #: Paths relative to ``out`` to log to MLflow after the outputs are committed.
     artifacts: list[str] = field(default_factory=list)
+    #: Files of the committed output directory to delete once the new outputs are in
+    #: place (e.g. history beyond what is kept).
+    remove_after_commit: list[Path] = field(default_factory=list)
+    #: The environment variables as the stage process started (before MLflow or seeding
+    #: exported any of their own).
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @property
     def log(self):
@@ -84,10 +92,20 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _rank() -> int:
+    """This process's rank under torchrun / accelerate launch (0 when run alone)."""
+    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+
+
 def run_stage(
     phase: str, overrides: list[str] | tuple[str, ...] = (), root: Path | None = None
 ) -> Path:
-    """Run one phase end to end; return its committed output directory."""
+    """Run one phase end to end; return its committed output directory.
+
+    Under several processes (``torchrun``), rank 0 does everything below; the other ranks
+    run the phase with a no-op MLflow run and a throw-away output directory.
+    """
+    environ = dict(os.environ)
     setup_console()
     log = get_logger(phase)
     root = (root or find_project_root()).resolve()
@@ -97,6 +115,13 @@ def run_stage(
     upstream = {p: read_manifest(root / cfg.paths[p], p) for p in STAGE_UPSTREAM[phase]}
     module = importlib.import_module(f"atriom.{phase}.stage")
     seed_everything(cfg.seed)
+    if _rank() != 0:
+        with tempfile.TemporaryDirectory(prefix=f"atriom-{phase}-rank{_rank()}-") as scratch:
+            ctx = StageContext(
+                phase, root, cfg, Path(scratch), NullRun(), upstream, environ=environ
+            )
+            module.run(ctx)
+        return root / cfg.paths[phase]
     out_dir = root / cfg.paths[phase]
     logs_dir = root / ".atriom" / "logs"
     log_file = logs_dir / f"{phase}_{time.strftime('%Y%m%d_%H%M%S')}.log"
@@ -117,7 +142,7 @@ def run_stage(
             with log_to_file(log_file):
                 log.info("stage %s: writing %s", phase, out_dir.relative_to(root))
                 with staged_dir(out_dir) as staging:
-                    ctx = StageContext(phase, root, cfg, staging, run, upstream)
+                    ctx = StageContext(phase, root, cfg, staging, run, upstream, environ=environ)
                     module.run(ctx)
                     atomic_write_text(staging / CONFIG_NAME, OmegaConf.to_yaml(cfg))
                     log.info("stage %s done in %.1f s", phase, time.perf_counter() - started)
@@ -139,6 +164,8 @@ def run_stage(
         finally:
             if log_file.exists():
                 run.log_artifact(log_file, "logs")
+        for path in ctx.remove_after_commit:
+            path.unlink(missing_ok=True)
         _log_outputs(run, out_dir, ctx.artifacts)
     return out_dir
 

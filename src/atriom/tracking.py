@@ -99,10 +99,53 @@ class StageRun:
 
         mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
+    def log_metric_steps(self, key: str, points: list[tuple[int, float]]) -> None:
+        """Many steps of one metric in a single call (per-step losses, flushed once an epoch)."""
+        if not points:
+            return
+        import time
+
+        import mlflow
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        mlflow.MlflowClient().log_batch(
+            self.run_id,
+            metrics=[Metric(key, float(value), now, int(step)) for step, value in points],
+        )
+
+    def close_stale(self, run_id: str, resumed_by: str) -> None:
+        """Mark an earlier attempt (killed without a word, e.g. SIGKILL) KILLED, and link it."""
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        client.set_tag(run_id, "atriom.resumed_by", resumed_by)
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, "KILLED")
+
+    def log_dict(self, data: Mapping[str, Any], name: str) -> None:
+        """A small JSON document as an artifact, straight from memory (e.g. before failing)."""
+        import mlflow
+
+        mlflow.log_dict(dict(data), name)
+
     def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
         import mlflow
 
         mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+
+
+class NullRun(StageRun):
+    """What non-main processes of a multi-process stage get: every call is a no-op."""
+
+    def __init__(self) -> None:
+        super().__init__(run_id="", experiment_id="")
+
+    def __getattribute__(self, name: str):
+        attribute = super().__getattribute__(name)
+        if callable(attribute) and not name.startswith("__"):
+            return lambda *args, **kwargs: None
+        return attribute
 
 
 def _ensure_experiment(name: str, artifact_location: str | None) -> str:

@@ -39,17 +39,31 @@ def _open(path: Path):
     import av
 
     if not path.is_file():
-        raise VideoError(f"{path}: no such file.")
+        raise VideoError(f"{path}: no such file.", path=path, reason="missing file")
     if path.stat().st_size == 0:
-        raise VideoError(f"{path}: file is empty (0 bytes); re-copy or remove it.")
+        raise VideoError(
+            f"{path}: file is empty (0 bytes); re-copy or remove it.",
+            path=path,
+            reason="empty file (0 bytes)",
+        )
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(f"{path}: not a readable video ({exc}).") from exc
+        raise VideoError(
+            f"{path}: not a readable video ({exc}); re-encode, re-copy or remove it.",
+            path=path,
+            reason=f"not a readable video ({_short(exc)})",
+        ) from exc
     if not container.streams.video:
         container.close()
-        raise VideoError(f"{path}: holds no video stream.")
+        raise VideoError(f"{path}: holds no video stream.", path=path, reason="no video stream")
     return container
+
+
+def _short(exc: BaseException) -> str:
+    """FFmpeg's own words without the file name it repeats."""
+    text = str(exc)
+    return text.split(": '", 1)[0] if ": '" in text else text
 
 
 def _rate(stream) -> float:
@@ -75,10 +89,17 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
                     last_time = float(frame.time)
         except (av.FFmpegError, ValueError) as exc:
             raise VideoError(
-                f"{path}: decoding failed after {frames} frame(s) ({exc}); the file is damaged."
+                f"{path}: decoding failed after {frames} frame(s) ({_short(exc)}); "
+                "the file is damaged or truncated.",
+                path=path,
+                reason=f"damaged or truncated: decoding failed after {frames} frame(s)",
             ) from exc
         if frames == 0:
-            raise VideoError(f"{path}: no decodable frames; the file is damaged or truncated.")
+            raise VideoError(
+                f"{path}: no decodable frames; the file is damaged or truncated.",
+                path=path,
+                reason="damaged or truncated: no decodable frame",
+            )
         fps = _rate(stream)
         duration = frames / fps if fps else last_time
         return VideoInfo(

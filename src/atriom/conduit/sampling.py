@@ -56,3 +56,23 @@ def multi_clip(total: int, num_frames: int, stride: int, clips: int) -> list[lis
     last_start = max(0, total - span(num_frames, stride))
     starts = np.linspace(0, last_start, clips) if clips > 1 else [last_start // 2]
     return [_segment(round(s), total, num_frames, stride) for s in starts]
+
+
+TRAIN_SAMPLERS = ("random_segment", "uniform")
+EVAL_SAMPLERS = ("centred", "uniform", "multi_clip")
+
+
+def train_indices(total: int, sampler: dict, rng: np.random.Generator) -> list[int]:
+    """The frames of one training draw, by ``sampler['train']``."""
+    if sampler["train"] == "uniform":
+        return uniform(total, sampler["num_frames"])
+    return random_segment(total, sampler["num_frames"], sampler["stride"], rng)
+
+
+def eval_views(total: int, sampler: dict) -> list[list[int]]:
+    """The fixed evaluation clip(s) of a video, by ``sampler['eval']`` (several for multi_clip)."""
+    if sampler["eval"] == "uniform":
+        return [uniform(total, sampler["num_frames"])]
+    if sampler["eval"] == "multi_clip":
+        return multi_clip(total, sampler["num_frames"], sampler["stride"], sampler["eval_clips"])
+    return [centred(total, sampler["num_frames"], sampler["stride"])]

@@ -34,13 +34,32 @@ def assign(salt: str, identity: str, fractions: Mapping[str, float]) -> str:
     return SPLITS[-1]
 
 
+def group_key(clip: Mapping[str, Any], group_by: str) -> str:
+    """The value of ``group_by`` (a dotted field such as ``path`` or ``meta.source_video``)."""
+    value: Any = clip
+    for part in group_by.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise DataError(
+                f"conduit.split.group_by={group_by!r}: clip {clip.get('id', clip.get('path'))} has no such field "
+                "(use `path`, or a key every clip's meta has)."
+            )
+        value = value[part]
+    return str(value)
+
+
 def split_clips(
-    clips: Sequence[Mapping[str, Any]], salt: str, fractions: Mapping[str, float]
+    clips: Sequence[Mapping[str, Any]],
+    salt: str,
+    fractions: Mapping[str, float],
+    group_by: str = "path",
 ) -> dict[str, list[Mapping[str, Any]]]:
-    """``{"train": [...], "val": [...], "test": [...]}``; every split holds every class."""
+    """``{"train": [...], "val": [...], "test": [...]}``; every split holds every class.
+
+    Clips sharing a ``group_by`` value (by default: segments of one video) land together.
+    """
     result: dict[str, list[Mapping[str, Any]]] = {name: [] for name in SPLITS}
     for clip in clips:
-        result[assign(salt, clip["path"], fractions)].append(clip)
+        result[assign(salt, group_key(clip, group_by), fractions)].append(clip)
     classes = sorted({c["label"] for c in clips})
     empty = [
         f"{split}/{label}"

@@ -86,21 +86,37 @@ def _check_semantics(cfg: DictConfig, source: str) -> None:
             f"{source}: conduit.split fractions must be positive and sum to 1 "
             f"(got train={split.train}, val={split.val}, test={split.test})."
         )
-    active = cfg.active
-    if active.batch_size < 1 or active.effective_batch_size < active.batch_size:
-        raise ConfigError(
-            f"{source}: active.effective_batch_size ({active.effective_batch_size}) must be >= "
-            f"active.batch_size ({active.batch_size}) >= 1."
-        )
-    if active.early_stopping.mode not in ("min", "max"):
-        raise ConfigError(
-            f"{source}: active.early_stopping.mode must be 'min' or 'max', "
-            f"got {active.early_stopping.mode!r}."
-        )
+    if cfg.active.effective_batch_size < 1:
+        raise ConfigError(f"{source}: active.effective_batch_size must be >= 1.")
+    choices = {
+        "active.early_stopping.mode": ("min", "max"),
+        "reservoir.env.conflicts": ("warn", "fail"),
+        "reservoir.env.drift": ("warn", "fail"),
+        "reservoir.validation.on_bad_file": ("skip", "fail"),
+        "conduit.sampler.train": ("random_segment", "uniform"),
+        "active.peft.method": ("lora", "dora", "ia3", "full"),
+        "active.curriculum.pacing": ("none", "linear", "root", "step"),
+        "active.curriculum.difficulty.source": ("manifest", "scorer"),
+        "conduit.sampler.eval": ("centred", "uniform", "multi_clip"),
+    }
+    for key, allowed in choices.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{source}: {key} must be one of {list(allowed)}, got {value!r}.")
     if "_target_" not in cfg.reservoir.dataset:
         raise ConfigError(
             f"{source}: reservoir.dataset needs a '_target_' naming the dataset source "
             "(e.g. atriom.reservoir.synthetic.SyntheticVideos)."
+        )
+    missing = [
+        k
+        for k in ("_target_", "family", "num_frames", "image_size", "lora_targets")
+        if k not in cfg.model
+    ]
+    if missing:
+        raise ConfigError(
+            f"{source}: model lacks {', '.join('model.' + k for k in missing)} "
+            "(see conf/model/ for the keys every model source declares)."
         )
 
 

@@ -11,9 +11,9 @@ DVC's own composition, which does not know this schema, writes the same file).
 
 Which stage reads what (and so which sections each DVC stage declares as params):
 
-* ``reservoir`` stage: ``seed``, ``reservoir``
+* ``reservoir`` stage: ``seed``, ``model``, ``reservoir`` (it collects the model)
 * ``conduit`` stage: ``conduit``
-* ``active`` stage: ``seed``, ``model``, ``active``
+* ``active`` stage: ``seed``, ``active`` (the model and device plan come from Reservoir's files)
 
 ``project`` only names things in MLflow and ``paths`` only places outputs; neither changes
 what a stage computes, so they are not stage params.
@@ -42,9 +42,56 @@ class PathsConfig:
 
 
 @dataclass
+class EnvConfig:
+    #: Environment variables worth recording; names that look like secrets are redacted.
+    allowlist: list[str] = MISSING
+    #: The lock file drift is measured against (relative to the project root; null: none).
+    lock_file: str | None = MISSING
+    #: ``warn`` or ``fail`` on ``pip check`` conflicts.
+    conflicts: str = MISSING
+    #: ``warn`` or ``fail`` on drift from the lock file.
+    drift: str = MISSING
+    #: How many timestamped ``env_<timestamp>.json`` reports to keep.
+    history: int = MISSING
+
+
+@dataclass
+class RequirementsConfig:
+    min_ram_gb: float = MISSING
+    min_disk_gb: float = MISSING
+    #: ``optional``, ``required`` or ``none`` (never use a GPU).
+    gpu: str = MISSING
+    min_gpu_memory_gb: float = MISSING
+
+
+@dataclass
+class DeviceConfig:
+    #: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+    prefer: str = MISSING
+    #: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+    precision: str = MISSING
+    #: ``none``, ``8bit`` or ``4bit`` (CUDA only).
+    quantization: str = MISSING
+    #: DataLoader workers per process: ``auto`` or a number.
+    num_workers: Any = MISSING
+    #: Micro-batch per device per forward pass (what fits in memory).
+    per_device_batch_size: int = MISSING
+
+
+@dataclass
+class ValidationConfig:
+    #: ``skip`` (quarantine bad files and continue) or ``fail``.
+    on_bad_file: str = MISSING
+
+
+@dataclass
 class ReservoirConfig:
     #: Dataset source plug-in: ``_target_`` plus its arguments.
     dataset: dict[str, Any] = MISSING
+    env: EnvConfig = field(default_factory=EnvConfig)
+    requirements: RequirementsConfig = field(default_factory=RequirementsConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
 
 @dataclass
@@ -55,6 +102,8 @@ class SplitConfig:
     #: Mixed into each file's hash; change it to draw a different split. Independent of
     #: ``seed``, so runs with different seeds are evaluated on the same test set.
     salt: str = MISSING
+    #: The clip field that keeps clips together (``path``, or e.g. ``meta.source_video``).
+    group_by: str = MISSING
 
 
 @dataclass
@@ -63,6 +112,26 @@ class SamplerConfig:
     num_frames: int = MISSING
     #: Step between sampled frames.
     stride: int = MISSING
+    #: ``random_segment`` or ``uniform``.
+    train: str = MISSING
+    #: ``centred``, ``uniform`` or ``multi_clip``.
+    eval: str = MISSING
+    #: Segments per video for ``multi_clip`` evaluation (logits averaged).
+    eval_clips: int = MISSING
+
+
+@dataclass
+class AugmentConfig:
+    #: Probability of flipping a training clip horizontally.
+    hflip: float = MISSING
+    #: Maximum relative brightness change of a training clip (0: off).
+    brightness: float = MISSING
+
+
+@dataclass
+class FrameCacheConfig:
+    enabled: bool = MISSING
+    dir: str = MISSING
 
 
 @dataclass
@@ -77,37 +146,44 @@ class PreviewConfig:
 class ConduitConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    frame_cache: FrameCacheConfig = field(default_factory=FrameCacheConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
 
 
 @dataclass
-class ModelConfig:
-    """A video transformer built from a config (no download)."""
-
-    name: str = MISSING
-    family: str = MISSING
-    image_size: int = MISSING
-    num_frames: int = MISSING
-    patch_size: int = MISSING
-    tubelet_size: int = MISSING
-    hidden_size: int = MISSING
-    num_hidden_layers: int = MISSING
-    num_attention_heads: int = MISSING
-    intermediate_size: int = MISSING
-    #: Attention projections LoRA adapts in this family (VideoMAE: query/value;
-    #: transformers 5 ViT: q_proj/v_proj).
-    lora_targets: list[str] = MISSING
-    image_mean: list[float] = MISSING
-    image_std: list[float] = MISSING
-
-
-@dataclass
 class PeftConfig:
+    #: ``lora``, ``dora``, ``ia3`` or ``full``.
     method: str = MISSING
     r: int = MISSING
     alpha: int = MISSING
     dropout: float = MISSING
     target_modules: list[str] = MISSING
+    #: IA3 only: the targets scaled on their input (feed-forward layers).
+    feedforward_modules: list[str] = MISSING
+
+
+@dataclass
+class DifficultyConfig:
+    #: ``manifest`` (a numeric clip ``meta`` field) or ``scorer`` (a plug-in).
+    source: str = MISSING
+    #: The ``meta`` field for ``source: manifest``.
+    key: str = MISSING
+    #: ``_target_`` and arguments of the scorer for ``source: scorer``.
+    scorer: dict[str, Any] = MISSING
+
+
+@dataclass
+class CurriculumConfig:
+    #: ``none``, ``linear``, ``root`` or ``step``.
+    pacing: str = MISSING
+    #: Fraction of the easiest samples (per class) available in the first epoch.
+    start: float = MISSING
+    #: Fraction of the epochs after which every sample is available.
+    full_at: float = MISSING
+    #: Stairs of the ``step`` pacing.
+    steps: int = MISSING
+    difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
 
 
 @dataclass
@@ -119,19 +195,53 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    #: Also checkpoint every this many optimizer steps (0: at epoch ends only).
+    every_steps: int = MISSING
+    #: Complete checkpoints kept while a run trains.
+    keep: int = MISSING
+    #: Keep the checkpoints of a finished run (they only serve resuming).
+    keep_after_finish: bool = MISSING
+
+
+@dataclass
+class DistillConfig:
+    #: A previous run's ``merged_model`` directory (null: no distillation).
+    teacher: str | None = MISSING
+    temperature: float = MISSING
+    #: Weight of the distillation term against the cross-entropy.
+    weight: float = MISSING
+
+
+@dataclass
+class RegistryConfig:
+    #: Log the MLflow pyfunc model and register it with the ``candidate`` alias.
+    enabled: bool = MISSING
+    #: Registered model name (null: ``project.name``).
+    name: str | None = MISSING
+
+
+@dataclass
 class ActiveConfig:
     peft: PeftConfig = field(default_factory=PeftConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
     epochs: int = MISSING
-    #: Micro-batch per optimizer forward pass.
-    batch_size: int = MISSING
-    #: Samples per optimizer step; gradient accumulation makes up the difference.
+    #: Samples per optimizer step; gradient accumulation over the device plan's
+    #: per-device micro-batches makes it up.
     effective_batch_size: int = MISSING
     lr: float = MISSING
     weight_decay: float = MISSING
     warmup_ratio: float = MISSING
     max_grad_norm: float = MISSING
-    num_workers: int = MISSING
+    #: ``auto`` (continue the newest interrupted run with the same inputs), ``never``, or a
+    #: run directory name.
+    resume: str = MISSING
+    #: Finished run directories kept under ``paths.active/runs``.
+    keep_runs: int = MISSING
 
 
 @dataclass
@@ -139,7 +249,9 @@ class AtriomConfig:
     project: ProjectConfig = field(default_factory=ProjectConfig)
     seed: int = MISSING
     paths: PathsConfig = field(default_factory=PathsConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    #: Model source plug-in: ``_target_``, its arguments and what the model must be
+    #: (``family``, ``num_frames``, ``image_size``, ``lora_targets``), checked by Reservoir.
+    model: dict[str, Any] = MISSING
     reservoir: ReservoirConfig = field(default_factory=ReservoirConfig)
     conduit: ConduitConfig = field(default_factory=ConduitConfig)
     active: ActiveConfig = field(default_factory=ActiveConfig)
@@ -147,9 +259,9 @@ class AtriomConfig:
 
 #: The params.yaml sections each stage reads (and declares in dvc.yaml).
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
-    "reservoir": ("seed", "reservoir"),
+    "reservoir": ("seed", "model", "reservoir"),
     "conduit": ("conduit",),
-    "active": ("seed", "model", "active"),
+    "active": ("seed", "active"),
 }
 
 #: The upstream phases whose outputs (and so MLflow runs) each stage consumes.
