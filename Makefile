@@ -15,13 +15,14 @@ PYTEST_ARGS ?=
 # DVC stage commands (`atriom run ...`) must find the venv's tools.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help install repro test test-fast lint format compose lock clean
+.PHONY: help install repro test test-fast lint format compose lock report dvc-pull dvc-push clean
 
 help:
 	@echo "make repro      install (if needed) and run the pipeline: dvc repro"
 	@echo "make test       install (if needed) and run the whole test suite (slow tests included)"
 	@echo "make test-fast  the fast tests only (pytest default selection)"
-	@echo "make lint       ruff check + format check + atriom compose --check"
+	@echo "make lint       pre-commit on every file (ruff, YAML/TOML, whitespace, compose --check, actionlint)"
+	@echo "make report     metric and param changes against BASE (default origin/main), as Markdown"
 	@echo "make compose    regenerate params.yaml from conf/"
 	@echo "make lock       record the installed packages in requirements.lock (drift reference)"
 
@@ -58,9 +59,7 @@ test-fast: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
-	$(BIN)/atriom compose --check
+	$(BIN)/pre-commit run --all-files --show-diff-on-failure
 
 format: install
 	$(BIN)/ruff check --fix src tests
@@ -71,6 +70,28 @@ compose: install
 
 lock: install
 	$(BIN)/atriom lock
+
+# Metric and param changes against another revision, as Markdown (CI posts it on PRs).
+BASE ?= origin/main
+report: install
+	@echo "## Pipeline report"
+	@echo
+	@echo "### Metrics (vs \`$(BASE)\`)"
+	@echo
+	@$(BIN)/dvc metrics diff --md --all $(BASE)
+	@echo
+	@echo "### Params (vs \`$(BASE)\`)"
+	@echo
+	@$(BIN)/dvc params diff --md $(BASE)
+
+# A DVC remote from the DVC_REMOTE_URL environment variable (CI secret), kept out of git.
+dvc-pull: install
+	$(BIN)/dvc remote add --local --force --default ci "$$DVC_REMOTE_URL"
+	$(BIN)/dvc pull --allow-missing || echo "dvc pull: nothing to pull yet"
+
+dvc-push: install
+	$(BIN)/dvc remote add --local --force --default ci "$$DVC_REMOTE_URL"
+	$(BIN)/dvc push
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

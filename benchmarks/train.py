@@ -40,9 +40,10 @@ def prepare_project(workdir: Path, clips_per_class: int) -> Path:
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, project / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    run = lambda *args: subprocess.run(
-        ["atriom", *args], cwd=project, env=env, check=True, capture_output=True
-    )  # noqa: E731
+
+    def run(*args: str) -> None:
+        subprocess.run(["atriom", *args], cwd=project, env=env, check=True, capture_output=True)
+
     run("compose", f"reservoir.dataset.clips_per_class={clips_per_class}")
     run("run", "reservoir")
     run("run", "conduit")

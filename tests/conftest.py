@@ -39,8 +39,12 @@ def copy_project(dest: Path, *, with_src: bool = False) -> Path:
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
+            # Links stay links: the template's links then point at the copy's own files.
             shutil.copytree(
-                source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+                source,
+                target,
+                symlinks=True,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
             )
         else:
             shutil.copy2(source, target)

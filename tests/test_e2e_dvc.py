@@ -84,10 +84,11 @@ def test_second_repro_is_a_no_op(repo):
 def test_active_param_change_reruns_only_active(repo):
     root, _ = repo
     before = mlflow_runs(root)
-    params = root / "params.yaml"
-    text = params.read_text()
-    assert "  lr: 0.002\n" in text
-    params.write_text(text.replace("  lr: 0.002\n", "  lr: 0.001\n"))
+    # The way a user changes a default: edit conf/, re-compose params.yaml.
+    conf = root / "conf" / "active" / "default.yaml"
+    assert "lr: 2.0e-3\n" in conf.read_text()
+    conf.write_text(conf.read_text().replace("lr: 2.0e-3\n", "lr: 1.0e-3\n"))
+    run(["atriom", "compose", "experiment=tiny"], cwd=root)
     third = run(["dvc", "repro"], cwd=root)
     assert "Running stage 'active'" in third.stdout
     assert (

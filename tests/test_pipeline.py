@@ -79,7 +79,13 @@ def test_active_outputs_and_adapter(pipeline):
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert len(rows) == metrics["epochs_run"] >= 1
     assert set(rows[0]) == {
-        "epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr", "curriculum_fraction"
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_accuracy",
+        "val_macro_f1",
+        "lr",
+        "curriculum_fraction",
     }
     (run_dir,) = (out / "runs").iterdir()
     assert run_dir.name.startswith("run_") and len(run_dir.name) == len("run_20260101_000000")

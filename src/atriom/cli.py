@@ -103,6 +103,79 @@ def compose(
 
 
 @app.command()
+def new(
+    path: Annotated[
+        str, typer.Argument(help="Directory of the new project (must be empty or missing).")
+    ],
+    defaults: Annotated[
+        bool,
+        typer.Option("--defaults", help="Take the default answer for every question not given."),
+    ] = False,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data", "-d", help="An answer, key=value (repeatable): project_name=vision."
+        ),
+    ] = None,
+    answers: Annotated[
+        str | None, typer.Option("--answers", help="A YAML file of answers.")
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--template", help="Another template source (a path or git URL); updatable when git."
+        ),
+    ] = None,
+    vcs_ref: Annotated[
+        str | None, typer.Option("--vcs-ref", help="Template git tag/commit to render.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Render into a non-empty directory.")
+    ] = False,
+    no_git: Annotated[
+        bool, typer.Option("--no-git", help="Skip git init, dvc init and the first commit.")
+    ] = False,
+) -> None:
+    """Start a new project of the same shape (copier template; questions validated)."""
+    from pathlib import Path
+
+    from atriom.scaffold import new_project, next_steps, parse_data
+
+    created = new_project(
+        Path(path),
+        data=parse_data(data or []),
+        answers_file=Path(answers) if answers else None,
+        defaults=defaults,
+        template=template,
+        vcs_ref=vcs_ref,
+        force=force,
+        git=not no_git,
+    )
+    typer.echo(next_steps(created))
+
+
+@app.command()
+def update(
+    path: Annotated[str, typer.Argument(help="The project to update.")] = ".",
+    data: Annotated[
+        list[str] | None, typer.Option("--data", "-d", help="Change an answer, key=value.")
+    ] = None,
+    vcs_ref: Annotated[
+        str | None, typer.Option("--vcs-ref", help="Template git tag/commit to update to.")
+    ] = None,
+) -> None:
+    """Bring later template changes into a project made with `atriom new` (copier update)."""
+    from pathlib import Path
+
+    from atriom.scaffold import parse_data, update_project
+
+    update_project(Path(path), data=parse_data(data or []), vcs_ref=vcs_ref)
+    typer.echo(
+        f"updated {Path(path).resolve()}: review with `git diff`, resolve any *.rej files, then commit."
+    )
+
+
+@app.command()
 def predict(
     videos: Annotated[list[str], typer.Argument(help="Video files to classify.")],
     model: Annotated[
