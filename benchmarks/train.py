@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import ROOT, write_section  # benchmarks/ is on sys.path when run as a script
+
 SECTION = "## Training engine overhead"
 
 
@@ -237,18 +238,6 @@ def main() -> None:
     print(table)
     if args.out != "-":
         write_section(Path(args.out), SECTION, table)
-
-
-def write_section(path: Path, heading: str, body: str) -> None:
-    """Replace the section under ``heading`` (up to the next ``## ``) or append it."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    start = text.find(heading)
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + body.rstrip("\n") + ("\n" + text[end:] if end != -1 else "\n")
-    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

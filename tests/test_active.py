@@ -405,7 +405,7 @@ def test_registered_pyfunc_round_trip_in_a_fresh_process(pipeline):
     video = sorted((pipeline / "data" / "reservoir" / "videos" / "circular").glob("*.mp4"))[0]
     code = f"""
 import mlflow, pandas as pd
-from atriom.video import read_frames
+from atriom.reader import read_frames
 client = mlflow.MlflowClient()
 version = client.get_model_version_by_alias('atriom-demo', 'candidate')
 model = mlflow.pyfunc.load_model('models:/atriom-demo@candidate')

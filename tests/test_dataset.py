@@ -8,7 +8,8 @@ from atriom.conduit.dataset import ClipDataset, FrameCache
 from atriom.conduit.sampling import eval_views, train_indices
 from atriom.conduit.splits import group_key, split_clips
 from atriom.errors import DataError
-from atriom.video import read_frames, write_video
+from atriom.reader import read_frames
+from atriom.video import write_video
 
 PREP = {"image_size": 32, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}
 SAMPLER = {

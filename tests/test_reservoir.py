@@ -434,12 +434,17 @@ def test_folder_dataset_with_bad_files_skip_then_fail(project):
     )
     out = run_stage("reservoir", root=project)
     quarantine = json.loads((out / "quarantine.json").read_text())
-    assert {q["path"]: q["reason"].split(" (")[0] for q in quarantine["files"]} == {
-        "raw/left/empty.mp4": "empty file",
-        "raw/left/truncated.mp4": "not a readable video",
-        "raw/round/text.mp4": "not a readable video",
-        "raw/round/copy.mp4": "duplicate of raw/left/good.mp4",
+    reasons = {q["path"]: q["reason"] for q in quarantine["files"]}
+    assert reasons.keys() == {
+        "raw/left/empty.mp4",
+        "raw/left/truncated.mp4",
+        "raw/round/text.mp4",
+        "raw/round/copy.mp4",
     }
+    assert reasons["raw/left/empty.mp4"] == "empty file (0 bytes)"
+    assert reasons["raw/left/truncated.mp4"].startswith("not a readable video")
+    assert reasons["raw/round/text.mp4"].startswith("not a readable video")
+    assert reasons["raw/round/copy.mp4"] == "duplicate of raw/left/good.mp4 (same content)"
     dataset = json.loads((out / "dataset.json").read_text())
     assert dataset["counts"] == {"left": 13, "round": 13}
     assert all(c["path"].startswith("raw/") for c in dataset["clips"])

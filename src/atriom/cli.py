@@ -67,6 +67,105 @@ def run(
 
 
 @app.command()
+def pipeline() -> None:
+    """Record this repro/experiment as one MLflow "pipeline" run over the stage runs (the last DVC stage)."""
+    from atriom.logs import setup_console
+    from atriom.pipeline import record_pipeline
+
+    setup_console()
+    typer.echo(f"pipeline run {record_pipeline()}")
+
+
+@app.command()
+def sweep(
+    overrides: Annotated[
+        list[str],
+        typer.Argument(
+            help="Hydra sweep overrides: k=a,b  k=range(1,5)  k=tag(log,interval(1e-5,1e-2))."
+        ),
+    ],
+    samples: Annotated[
+        int | None, typer.Option("--samples", help="Random search: this many trials.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random search.")] = 0,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Trial name prefix (default sweep-<time>).")
+    ] = None,
+    run_now: Annotated[
+        bool, typer.Option("--run/--queue-only", help="Run the queued trials now.")
+    ] = True,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Trials to run at once.")] = 1,
+) -> None:
+    """Queue one DVC experiment per trial (grid or random search) and run them."""
+    from atriom.config import find_project_root
+    from atriom.sweep import queue_sweep, run_queued, trials
+
+    root = find_project_root()
+    planned = trials(overrides, samples=samples, seed=seed)
+    names = queue_sweep(root, planned, name)
+    for exp, trial in zip(names, planned, strict=True):
+        typer.echo(f"queued {exp}: {' '.join(trial)}")
+    if run_now:
+        run_queued(root, jobs)
+        typer.echo(
+            "done: `dvc exp show` and `atriom compare` (or the MLflow UI) compare the trials."
+        )
+    else:
+        typer.echo("run them with `dvc exp run --run-all` (or `dvc queue start`).")
+
+
+@app.command()
+def compare(
+    last: Annotated[int, typer.Option("--last", "-n", help="How many recent runs.")] = 5,
+    phase: Annotated[
+        str, typer.Option("--phase", help="Which runs: active (training), pipeline, ...")
+    ] = "active",
+) -> None:
+    """A table of recent runs: the params that differ, key metrics, lineage."""
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from atriom.config import find_project_root
+    from atriom.pipeline import comparison, recent_runs
+
+    runs = recent_runs(find_project_root(), last=last, phase=phase)
+    if not runs:
+        typer.echo(f"no finished {phase} runs yet: run `dvc repro` (or `dvc exp run`).")
+        raise typer.Exit(1)
+    data = comparison(runs)
+    table = Table(title=f"{len(runs)} most recent {phase} runs", show_lines=False)
+    columns = [
+        "run",
+        "started",
+        "experiment",
+        *data["differing"],
+        *data["metrics"],
+        "reservoir",
+        "conduit",
+        "pipeline",
+    ]
+    for name in columns:
+        table.add_column(
+            name, overflow="fold", justify="right" if name in data["metrics"] else "left"
+        )
+    for row in data["rows"]:
+        cells = []
+        for name in columns:
+            value = row[name]
+            if name == "started":
+                value = time.strftime("%m-%d %H:%M", time.localtime(value / 1000))
+            elif isinstance(value, float):
+                value = f"{value:.4g}"
+            cells.append("" if value is None else str(value))
+        table.add_row(*cells)
+    Console(width=max(120, 14 * len(columns))).print(table)
+    if not data["differing"]:
+        typer.echo("(the runs share every param)")
+
+
+@app.command()
 def compose(
     overrides: Annotated[
         list[str] | None,

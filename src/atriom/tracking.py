@@ -41,8 +41,18 @@ class StageTerminated(BaseException):
     """Raised in the main thread when the stage process receives SIGTERM."""
 
 
+def tracking_root(root: Path) -> Path:
+    """Where the default MLflow store lives: the main repository, also for DVC experiments
+    run in a temporary workspace (DVC points ``DVC_ROOT`` there), else the project root."""
+    dvc_root = os.environ.get("DVC_ROOT")
+    return Path(dvc_root).resolve() if dvc_root else root
+
+
 def tracking_uri(root: Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{(tracking_root(root) / 'mlflow.db').resolve()}"
+    )
 
 
 def _default_artifact_location(root: Path) -> str | None:
@@ -52,7 +62,7 @@ def _default_artifact_location(root: Path) -> str | None:
     """
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return None
-    return (root / "mlruns").resolve().as_uri()
+    return (tracking_root(root) / "mlruns").resolve().as_uri()
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -148,17 +158,51 @@ class NullRun(StageRun):
         return attribute
 
 
+def run_name(phase: str) -> str:
+    """``active``, or ``active-<experiment>`` inside a DVC experiment (tells runs apart in the UI)."""
+    experiment = os.environ.get("DVC_EXP_NAME")
+    return f"{phase}-{experiment}" if experiment else phase
+
+
+def enable_system_metrics() -> None:
+    """CPU, memory (and GPU, with pynvml) every second: stages last seconds to minutes, and
+    MLflow's default 10 s interval would record almost nothing. ``MLFLOW_SYSTEM_METRICS_*``
+    variables still win."""
+    import mlflow
+
+    interval = float(os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1"))
+    samples = int(os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1"))
+    mlflow.set_system_metrics_sampling_interval(interval)
+    mlflow.set_system_metrics_samples_before_logging(samples)
+
+
 def _ensure_experiment(name: str, artifact_location: str | None) -> str:
     import mlflow
 
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        experiment_id = client.create_experiment(name, artifact_location=artifact_location)
+        # "custom model development": MLflow 3's UI then opens on the training-runs view,
+        # not the GenAI traces overview.
+        experiment_id = client.create_experiment(
+            name,
+            artifact_location=artifact_location,
+            tags={"mlflow.experimentKind": "custom_model_development"},
+        )
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def open_experiment(root: Path, experiment: str) -> str:
+    """Point MLflow at the project's store and experiment; return the experiment id."""
+    import mlflow
+
+    uri = tracking_uri(root)
+    artifact_location = _default_artifact_location(root)
+    mlflow.set_tracking_uri(uri)
+    return _ensure_experiment(experiment, artifact_location)
 
 
 @contextlib.contextmanager
@@ -176,9 +220,7 @@ def stage_run(
     from mlflow.entities import RunStatus
 
     uri = tracking_uri(root)
-    artifact_location = _default_artifact_location(root)
-    mlflow.set_tracking_uri(uri)
-    experiment_id = _ensure_experiment(experiment, artifact_location)
+    experiment_id = open_experiment(root, experiment)
     git = git_info(root)
     tags = {
         TAG_PHASE: phase,
@@ -194,7 +236,10 @@ def stage_run(
     if os.environ.get("DVC_EXP_NAME"):
         tags[TAG_DVC_EXP] = os.environ["DVC_EXP_NAME"]
 
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=phase, tags=tags)
+    enable_system_metrics()
+    run = mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name(phase), tags=tags, log_system_metrics=True
+    )
     handle = StageRun(run.info.run_id, experiment_id)
     log.info("MLflow run %s (%s) in experiment '%s' at %s", run.info.run_id, phase, experiment, uri)
     try:

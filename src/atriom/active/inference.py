@@ -70,13 +70,14 @@ class VideoClassifier:
         return torch.softmax(logits, -1).numpy()
 
     def predict_path(self, path: str | os.PathLike[str]) -> np.ndarray:
-        from atriom.video import probe, read_frames
-
-        total = probe(path).frames
-        views = self._views(total)
-        wanted = sorted({i for view in views for i in view})
-        decoded = dict(zip(wanted, read_frames(path, wanted), strict=True))
         import torch
+
+        from atriom.reader import FrameReader
+
+        with FrameReader(path) as reader:
+            views = self._views(reader.num_frames)
+            wanted = sorted({i for view in views for i in view})
+            decoded = dict(zip(wanted, reader.read(wanted), strict=True))
 
         batch = torch.stack([self._tensor(np.stack([decoded[i] for i in view])) for view in views])
         with torch.no_grad():

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from atriom.conduit.sampling import train_indices
-from atriom.video import read_frames
+from atriom.reader import read_frames
 
 
 class FrameCache:

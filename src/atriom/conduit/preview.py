@@ -8,7 +8,7 @@ from typing import Any
 
 from atriom.conduit.sampling import uniform
 from atriom.io import atomic_write_bytes
-from atriom.video import read_frames
+from atriom.reader import read_frames
 
 _LABEL_WIDTH = 110
 _PAD = 2

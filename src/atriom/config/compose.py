@@ -30,12 +30,13 @@ PARAMS_HEADER = (
 
 
 def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:
-    """The nearest directory at or above ``start`` holding ``params.yaml`` or ``conf/config.yaml``.
+    """The nearest directory at or above ``start`` (default: the working directory) holding
+    ``params.yaml`` or ``conf/config.yaml``.
 
-    ``DVC_ROOT`` (set by DVC for every stage command) wins when present.
+    Not ``DVC_ROOT``: for queued experiments DVC runs stages in a temporary workspace and
+    points ``DVC_ROOT`` at the main repository -- outputs belong in the workspace (the MLflow
+    store, though, is the main repository's: see :func:`atriom.tracking.tracking_root`).
     """
-    if start is None and os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
     here = Path(start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
         if (candidate / PARAMS_FILE).is_file() or (
