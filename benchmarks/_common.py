@@ -1,8 +1,11 @@
-"""What the benchmark scripts share: writing their section of docs/benchmarks.md."""
+"""What the benchmark scripts share: a prepared project, and their section of docs/benchmarks.md."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,3 +31,33 @@ def write_section(path: Path, heading: str, body: str, append: bool = False) -> 
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def atriom_env() -> dict[str, str]:
+    """The environment for ``atriom`` subprocesses: this interpreter's tools, no MLflow URI
+    inherited (each prepared project keeps its own ``mlflow.db``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def prepare_project(workdir: Path, clips_per_class: int | None = None) -> Path:
+    """A copy of this project's configuration in ``workdir/project`` with Reservoir and
+    Conduit run by the real ``atriom run`` commands (optionally on a resized dataset)."""
+    project = workdir / "project"
+    project.mkdir(parents=True)
+    for name in ("conf", "dvc.yaml", "requirements.lock"):
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, project / name)
+    env = atriom_env()
+
+    def run(*args: str) -> None:
+        subprocess.run(["atriom", *args], cwd=project, env=env, check=True, capture_output=True)
+
+    resize = (
+        [] if clips_per_class is None else [f"reservoir.dataset.clips_per_class={clips_per_class}"]
+    )
+    run("compose", *resize)
+    run("run", "reservoir")
+    run("run", "conduit")
+    return project

@@ -19,36 +19,19 @@ import argparse
 import copy
 import os
 import platform
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from _common import ROOT, write_section  # benchmarks/ is on sys.path when run as a script
+from _common import (  # benchmarks/ is on sys.path when run as a script
+    ROOT,
+    prepare_project,
+    write_section,
+)
 
 SECTION = "## Training engine overhead"
-
-
-def prepare_project(workdir: Path, clips_per_class: int) -> Path:
-    project = workdir / "project"
-    project.mkdir(parents=True)
-    for name in ("conf", "dvc.yaml", "requirements.lock"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy2)(source, project / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-
-    def run(*args: str) -> None:
-        subprocess.run(["atriom", *args], cwd=project, env=env, check=True, capture_output=True)
-
-    run("compose", f"reservoir.dataset.clips_per_class={clips_per_class}")
-    run("run", "reservoir")
-    run("run", "conduit")
-    return project
 
 
 class CachedClips:

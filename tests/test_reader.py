@@ -312,15 +312,38 @@ def test_pil_output_and_convenience_function(videos):
 
 
 def test_large_requests_and_decoder_threads(videos):
-    """Past SMALL_PAGES_FROM the output is a separate mapping; FFmpeg frame threads on top."""
+    """Past SMALL_PAGES_FROM the output is a separate mapping; FFmpeg slice threads or not."""
     path, ref = videos["h264-320x240.mp4"]
     asked = list(range(len(ref))) * 5 + [7]  # 151 frames of 320x240: 35 MB
-    with FrameReader(path, decoder_threads=0) as threaded, FrameReader(path) as single:
+    with FrameReader(path, decoder_threads=0) as threaded, FrameReader(
+        path, decoder_threads=1
+    ) as single:
         big = threaded.read(asked)
         assert big.nbytes >= SMALL_PAGES_FROM and big.flags.writeable and big.flags.c_contiguous
         np.testing.assert_array_equal(big, ref[asked])
         big[0] = 0  # the caller owns it
         np.testing.assert_array_equal(single.read(asked[:40]), ref[asked[:40]])
+
+
+class _ThreadsSeen:
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        from atriom.reader import _auto_threads
+
+        return _auto_threads()
+
+
+def test_default_decoder_threads_are_one_inside_dataloader_workers():
+    """Workers share the cores: their readers decode on one thread; the main process on all."""
+    import torch
+
+    from atriom.reader import _auto_threads
+
+    assert _auto_threads() == 0
+    loader = torch.utils.data.DataLoader(_ThreadsSeen(), batch_size=None, num_workers=1)
+    assert [int(x) for x in loader] == [1, 1]
 
 
 def test_reader_pickles_by_reopening(videos):
