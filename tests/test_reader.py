@@ -315,9 +315,10 @@ def test_large_requests_and_decoder_threads(videos):
     """Past SMALL_PAGES_FROM the output is a separate mapping; FFmpeg slice threads or not."""
     path, ref = videos["h264-320x240.mp4"]
     asked = list(range(len(ref))) * 5 + [7]  # 151 frames of 320x240: 35 MB
-    with FrameReader(path, decoder_threads=0) as threaded, FrameReader(
-        path, decoder_threads=1
-    ) as single:
+    with (
+        FrameReader(path, decoder_threads=0) as threaded,
+        FrameReader(path, decoder_threads=1) as single,
+    ):
         big = threaded.read(asked)
         assert big.nbytes >= SMALL_PAGES_FROM and big.flags.writeable and big.flags.c_contiguous
         np.testing.assert_array_equal(big, ref[asked])

@@ -214,9 +214,7 @@ class FrameReader:
     on dense H.264 requests on 2 idle cores, and slower when every core is busy.
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str], *, decoder_threads: int | None = None
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, decoder_threads: int | None = None) -> None:
         self.path = Path(path)
         self._decoder_threads = decoder_threads
         self._container: Any = None
