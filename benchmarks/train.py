@@ -206,11 +206,12 @@ def main() -> None:
         )[1:]
     e, b = statistics.median(engine), statistics.median(bare)
     command = "python benchmarks/train.py" + (" --quick" if args.quick else "")
+    targets = "/".join(sorted(initial.peft_config["default"].target_modules))
     table = (
         f"{SECTION}\n\n"
         f"Command: `{command}` ({time.strftime('%Y-%m-%d')}; {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads).\n"
-        f"Built-in base + LoRA r=8 on query/value, {len(data)} training clips held in memory, micro-batch {per_device}, "
+        f"Built-in base + LoRA r=8 on {targets}, {len(data)} training clips held in memory, micro-batch {per_device}, "
         f"accumulation {accumulation}; medians over {repeats} interleaved repetitions x {args.epochs - 1} timed epochs "
         "(the first epoch of each repetition is warm-up).\n\n"
         "| loop | ms per optimizer step (median) | min | max |\n|---|---|---|---|\n"

@@ -56,7 +56,7 @@ from atriom.errors import VideoError
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-__all__ = ["SEEK_COST", "SMALL_PAGES_FROM", "FrameReader", "read_frames"]
+__all__ = ["SEEK_COST", "SLICE_THREADS_FROM", "SMALL_PAGES_FROM", "FrameReader", "read_frames"]
 
 #: What one seek costs, in decoded frames. The demuxer seek itself is an index lookup
 #: (measured 0.01-0.03 ms against 0.17-0.9 ms to decode one frame of the benchmark's
@@ -64,6 +64,11 @@ __all__ = ["SEEK_COST", "SMALL_PAGES_FROM", "FrameReader", "read_frames"]
 #: one frame that walking would have decoded; 1 keeps a margin for containers that seek
 #: by scanning.
 SEEK_COST = 1.0
+
+#: Frames of at least this many pixels decode on FFmpeg slice threads by default: on 2
+#: idle cores 640x480 H.264 decodes 25-30 % faster, while 128x128 (a slice or two per
+#: frame) decodes nearly 2x slower -- the threads' hand-offs cost more than they share.
+SLICE_THREADS_FROM = 640 * 360 // 2
 
 #: Errors PyAV raises for bad input; all of them become :class:`VideoError`.
 _DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError, EOFError)
@@ -209,9 +214,10 @@ class FrameReader:
     a Dataset holding readers works with DataLoader worker processes. Everything runs on the
     caller's thread. ``decoder_threads`` is FFmpeg's *slice* thread count (slice threads
     decode parts of one frame together: no added latency, nothing held across a seek):
-    ``None``, the default, means one per core (``0``) in the main process and 1 inside a
-    DataLoader worker process, where the workers already share the cores; 25-30 % faster
-    on dense H.264 requests on 2 idle cores, and slower when every core is busy.
+    ``None``, the default, means one per core (``0``) in the main process for frames of at
+    least :data:`SLICE_THREADS_FROM` pixels, else 1 (small frames, and inside DataLoader
+    worker processes, which already share the cores); 25-30 % faster on dense 640x480
+    H.264 requests on 2 idle cores.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, decoder_threads: int | None = None) -> None:
@@ -276,7 +282,10 @@ class FrameReader:
         self._container = container
         self._stream = stream = container.streams.video[0]
         context = stream.codec_context
-        threads = _auto_threads() if self._decoder_threads is None else self._decoder_threads
+        threads = self._decoder_threads
+        if threads is None:
+            small = (context.width or 0) * (context.height or 0) < SLICE_THREADS_FROM
+            threads = 1 if small else _auto_threads()
         if threads != 1:
             context.thread_type = "SLICE"
         context.thread_count = max(int(threads), 0)
