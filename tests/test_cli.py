@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -45,9 +46,10 @@ def test_compose_check_detects_stale_params(project):
     run(["atriom", "compose"], cwd=project)
     assert run(["atriom", "compose", "--check"], cwd=project).returncode == 0
     conf = project / "conf" / "active" / "default.yaml"
-    conf.write_text(conf.read_text().replace("epochs: 20", "epochs: 21"))
+    epochs = int(re.search(r"(?m)^epochs: (\d+)$", conf.read_text()).group(1))
+    conf.write_text(conf.read_text().replace(f"epochs: {epochs}", f"epochs: {epochs + 1}"))
     out = run(["atriom", "compose", "--check"], cwd=project, check=False)
     assert out.returncode == 1
-    assert "-  epochs: 20" in out.stdout and "+  epochs: 21" in out.stdout
+    assert f"-  epochs: {epochs}" in out.stdout and f"+  epochs: {epochs + 1}" in out.stdout
     run(["atriom", "compose"], cwd=project)
     assert run(["atriom", "compose", "--check"], cwd=project).returncode == 0

@@ -1,5 +1,6 @@
 """End to end: the reference project in a temporary git repository, `dvc repro` for real."""
 
+import re
 import shutil
 
 import pytest
@@ -30,11 +31,11 @@ def _phases(runs):
 
 def test_first_repro_runs_all_three_stages(repo):
     root, first = repo
-    for stage in ("reservoir", "conduit", "active"):
+    for stage in ("reservoir", "conduit", "active", "pipeline"):
         assert f"Running stage '{stage}'" in first.stdout
     assert (root / "data" / "active" / "metrics.json").is_file()
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"reservoir", "conduit", "active"}
+    assert set(lock["stages"]) == {"reservoir", "conduit", "active", "pipeline"}
     assert set(lock["stages"]["active"]["params"]["params.yaml"]) == {"seed", "active"}
     assert set(lock["stages"]["reservoir"]["params"]["params.yaml"]) == {
         "seed",
@@ -49,9 +50,12 @@ def test_first_repro_runs_all_three_stages(repo):
 def test_three_finished_runs_tagged_and_linked(repo):
     root, _ = repo
     runs = mlflow_runs(root)
-    assert _phases(runs) == ["reservoir", "conduit", "active"]
-    by_phase = {r.data.tags["atriom.phase"]: r for r in runs}
+    assert _phases(runs) == ["reservoir", "conduit", "active", "pipeline"]
+    by_phase = {r.data.tags["atriom.phase"]: r for r in runs[:3]}
+    pipeline = runs[3]
+    assert pipeline.info.status == "FINISHED"
     for phase, r in by_phase.items():
+        assert r.data.tags["mlflow.parentRunId"] == pipeline.info.run_id
         assert r.info.status == "FINISHED"
         assert r.data.tags["atriom.dvc.stage"] == phase
         assert r.data.tags["atriom.invoked_by"] == "dvc"
@@ -86,8 +90,9 @@ def test_active_param_change_reruns_only_active(repo):
     before = mlflow_runs(root)
     # The way a user changes a default: edit conf/, re-compose params.yaml.
     conf = root / "conf" / "active" / "default.yaml"
-    assert "lr: 2.0e-3\n" in conf.read_text()
-    conf.write_text(conf.read_text().replace("lr: 2.0e-3\n", "lr: 1.0e-3\n"))
+    text, changed = re.subn(r"(?m)^lr: .*$", "lr: 1.0e-4", conf.read_text())
+    assert changed == 1
+    conf.write_text(text)
     run(["atriom", "compose", "experiment=tiny"], cwd=root)
     third = run(["dvc", "repro"], cwd=root)
     assert "Running stage 'active'" in third.stdout
@@ -96,6 +101,6 @@ def test_active_param_change_reruns_only_active(repo):
         and "Running stage 'conduit'" not in third.stdout
     )
     new = mlflow_runs(root)[len(before) :]
-    assert _phases(new) == ["active"]
-    assert new[0].data.params["active.lr"] == "0.001"
+    assert _phases(new) == ["active", "pipeline"]
+    assert new[0].data.params["active.lr"] == "0.0001"
     assert new[0].data.tags["atriom.git.dirty"] == "true"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from atriom.config import compose
 from atriom.errors import ConfigError
 from atriom.sweep import trials
 from atriom.widgets import TuningPanel, schema_type
@@ -34,7 +35,7 @@ def test_schema_drives_the_widget_kinds():
     assert panel.specs["active.epochs"] == {
         **panel.specs["active.epochs"],
         "kind": "int",
-        "value": 20,
+        "value": compose(ROOT).active.epochs,
     }
     assert panel.specs["active/peft"]["options"] == ["dora", "full", "ia3", "lora"]
     assert panel.specs["active/peft"]["value"] == "lora"
@@ -46,7 +47,7 @@ def test_changed_values_become_overrides():
     assert panel.overrides() == []
     panel.set("active.lr", 3e-4)
     panel.set("active/peft", "dora")
-    panel.set("active.epochs", 20)  # unchanged: no override
+    panel.set("active.epochs", compose(ROOT).active.epochs)  # unchanged: no override
     assert panel.overrides() == ["active/peft=dora", "active.lr=0.0003"]
     assert panel.command(["experiment=tiny"])[-6:] == [
         "-S",

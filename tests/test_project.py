@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from atriom.config import check_params, compose
 from omegaconf import OmegaConf
 
-from atriom.config import check_params, compose
 from atriom_demo.scorers import MotionEnergyScorer
 
 ROOT = Path(__file__).resolve().parents[1]
