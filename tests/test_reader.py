@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from atriom.errors import VideoError
-from atriom.reader import SMALL_PAGES_FROM, FrameReader, read_frames
+from atriom.reader import FrameReader, read_frames
 
 W, H, BITS = 128, 64, 8
 X264_CLOSED = {"crf": "12", "x264-params": "keyint=24:bframes=3:b-pyramid=normal:scenecut=0"}
@@ -311,16 +311,17 @@ def test_pil_output_and_convenience_function(videos):
     np.testing.assert_array_equal(read_frames(path, np.array([2, 3])), ref[[2, 3]])
 
 
-def test_large_requests_and_decoder_threads(videos):
+def test_large_requests_and_decoder_threads(videos, monkeypatch):
     """Past SMALL_PAGES_FROM the output is a separate mapping; FFmpeg slice threads or not."""
     path, ref = videos["h264-320x240.mp4"]
     asked = list(range(len(ref))) * 5 + [7]  # 151 frames of 320x240: 35 MB
+    monkeypatch.setattr("atriom.reader.SMALL_PAGES_FROM", 16 << 20)
     with (
         FrameReader(path, decoder_threads=0) as threaded,
         FrameReader(path, decoder_threads=1) as single,
     ):
         big = threaded.read(asked)
-        assert big.nbytes >= SMALL_PAGES_FROM and big.flags.writeable and big.flags.c_contiguous
+        assert big.nbytes >= 16 << 20 and big.flags.writeable and big.flags.c_contiguous
         np.testing.assert_array_equal(big, ref[asked])
         big[0] = 0  # the caller owns it
         np.testing.assert_array_equal(single.read(asked[:40]), ref[asked[:40]])
