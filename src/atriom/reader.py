@@ -97,7 +97,7 @@ class _Run:
 
 
 #: Outputs at least this large get their own pre-populated mapping, see :func:`_empty`.
-SMALL_PAGES_FROM = 256 << 20
+SMALL_PAGES_FROM = 64 << 20
 
 
 def _empty(shape: tuple[int, ...]) -> np.ndarray:
@@ -110,9 +110,10 @@ def _empty(shape: tuple[int, ...]) -> np.ndarray:
     mapping populated in one call (``MAP_POPULATE``) uses small pages and costs less than
     faulting them in one by one (measured 0.20 s against 0.27 s for 830 MB). Below
     :data:`SMALL_PAGES_FROM` populating costs more than it saves (16 frames, 15 MB: 32.5
-    against 28.0 ms; 225 frames, 197 MB: 308 against 281 ms; 900 frames, 791 MB: 856
-    against 1,066 ms). The mapping is freed with the array. Elsewhere (no
-    ``MAP_POPULATE``) it is a plain ``np.empty``.
+    against 28.0 ms); from 200 MB on the stalls are back (225 frames: 217 against 481 ms
+    in the frames benchmark) and at 791 MB populating wins outright (856 against 1,066 ms).
+    The mapping is freed with the array. Elsewhere (no ``MAP_POPULATE``) it is a plain
+    ``np.empty``.
     """
     size = int(np.prod(shape))
     if size < SMALL_PAGES_FROM or not hasattr(mmap, "MAP_POPULATE"):
