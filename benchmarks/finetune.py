@@ -13,7 +13,9 @@ directory. Variants:
 
 Each variant runs once per seed (``seed=N`` changes initialisation of the head/adapters and
 the data order; the data stay the same). The table reports mean and range of test accuracy,
-trainable parameters and training seconds.
+trainable parameters, training seconds and the peak resident memory of the training process
+(``wait4``'s ``ru_maxrss``: the whole ``atriom run active`` process, imports and evaluation
+included).
 
     python benchmarks/finetune.py                       # writes its section of docs/benchmarks.md
     python benchmarks/finetune.py --seeds 0 --variants lora,full --out -
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -54,18 +57,24 @@ def randomise_model(model_dir: Path) -> None:
 
 
 def run_variant(project: Path, name: str, seed: int) -> dict:
+    """One ``atriom run active`` in its own process; its peak RSS comes from ``wait4``."""
     env = atriom_env()
     started = time.perf_counter()
-    result = subprocess.run(
-        ["atriom", "run", "active", f"seed={seed}", "active.resume=never", *VARIANTS[name]],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{name} seed {seed} failed:\n{result.stderr[-3000:]}")
+    with tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(
+            ["atriom", "run", "active", f"seed={seed}", "active.resume=never", *VARIANTS[name]],
+            cwd=project,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        if process.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-3000:]
+            raise SystemExit(f"{name} seed {seed} failed:\n{tail}")
     metrics = json.loads((project / "data" / "active" / "metrics.json").read_text())
     return {
         "variant": name,
@@ -79,14 +88,16 @@ def run_variant(project: Path, name: str, seed: int) -> dict:
         "total_params": metrics["total_params"],
         "train_seconds": metrics["train_seconds"],
         "wall_seconds": wall,
+        # ru_maxrss is in KiB on Linux: the training process's peak resident memory.
+        "peak_rss_mib": usage.ru_maxrss / 1024,
     }
 
 
 def table(rows: list[dict], variants: list[str]) -> str:
     lines = [
         "| variant | test accuracy, mean (min–max) | test macro-F1, mean | trainable / total params "
-        "| epochs run (best) | train s, mean |",
-        "|---|---|---|---|---|---|",
+        "| epochs run (best) | train s, mean | peak RSS, max |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in variants:
         mine = [r for r in rows if r["variant"] == name]
@@ -97,7 +108,8 @@ def table(rows: list[dict], variants: list[str]) -> str:
             f"| {statistics.mean(r['test_macro_f1'] for r in mine):.3f} "
             f"| {mine[0]['trainable_params']:,} / {mine[0]['total_params']:,} "
             f"| {', '.join(epochs)} "
-            f"| {statistics.mean(r['train_seconds'] for r in mine):.0f} |"
+            f"| {statistics.mean(r['train_seconds'] for r in mine):.0f} "
+            f"| {max(r['peak_rss_mib'] for r in mine):.0f} MiB |"
         )
     return "\n".join(lines)
 

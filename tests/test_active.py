@@ -12,10 +12,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from atriom.active.curriculum import Curriculum, available, manifest_difficulty, pacing_fraction
 from atriom.active.model import apply_peft, count_parameters, load_base
 from atriom.active.train import Trainer, distillation_loss
+from atriom.config import load_params
 from atriom.errors import ConfigError, DataError
 from atriom.models import builtin_model_path
 from atriom.stage import run_stage
@@ -374,7 +376,12 @@ def test_exports_card_and_confusion_matrix(pipeline):
     assert (run_dir / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     assert not (run_dir / "checkpoints").exists()  # dropped once the run finished
     info = json.loads((run_dir / "merged_model" / "inference.json").read_text())
-    assert info["labels"] == sorted(info["labels"]) and info["sampler"]["eval"] == "centred"
+    conduit = load_params(pipeline).conduit
+    assert info["labels"] == sorted(info["labels"])
+    assert info["sampler"] == OmegaConf.to_container(conduit.sampler, resolve=True)
+    assert info["test_time"] == list(conduit.augment.test_time)
+    if info["test_time"]:
+        assert f"x {2 ** len(info['test_time'])} test-time views" in card
 
 
 def test_adapter_loads_with_plain_peft_in_a_fresh_process(pipeline):

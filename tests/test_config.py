@@ -61,7 +61,7 @@ def test_yaml_typo_fails_with_key_name(tmp_path):
 def test_params_yaml_typo_fails_with_key_name(tmp_path):
     root = copy_project(tmp_path / "p")
     path = root / "params.yaml"
-    path.write_text(path.read_text().replace("  stride: 2", "  strid: 2"))
+    path.write_text(path.read_text().replace("  stride:", "  strid:", 1))
     with pytest.raises(ConfigError, match=r"conduit\.sampler\.strid"):
         load_params(root)
 
@@ -103,6 +103,15 @@ def test_missing_required_value(tmp_path):
 def test_split_fractions_must_sum_to_one():
     with pytest.raises(ConfigError, match=r"conduit\.split"):
         compose(ROOT, ["conduit.split.train=0.9"])
+
+
+def test_augmentation_settings_are_checked():
+    with pytest.raises(ConfigError, match=r"conduit\.augment\.test_time.*'spin'"):
+        compose(ROOT, ["conduit.augment.test_time=[hflip,spin]"])
+    with pytest.raises(ConfigError, match=r"conduit\.augment\.vflip.*\[0, 1\]"):
+        compose(ROOT, ["conduit.augment.vflip=1.5"])
+    cfg = compose(ROOT, ["conduit.augment.test_time=[]"])
+    assert list(cfg.conduit.augment.test_time) == []
 
 
 def test_stage_params_are_the_declared_sections():

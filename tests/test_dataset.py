@@ -90,21 +90,26 @@ def test_train_items_stay_inside_segment_bounds_and_repeat_per_seed(clips):
     assert torch.equal(ds[0]["pixel_values"], again[0]["pixel_values"])
 
 
-def test_augmentation_flips_and_jitters_training_clips_only(tmp_path):
-    frame = np.zeros((32, 32, 3), np.uint8)
-    frame[:, :8] = 200  # bright stripe on the left
-    write_video(tmp_path / "v0.mp4", [frame] * 6, fps=5, crf=0)
-    row = {
+def _train_row(frames: int, view: list[int]) -> dict:
+    """A clip-index row for ``v0.mp4`` (``frames`` long, one evaluation view)."""
+    return {
         "id": 0,
         "split": "train",
         "path": "v0.mp4",
         "sha256": "0" * 64,
         "label_id": 0,
-        "video_frames": 6,
+        "video_frames": frames,
         "first_frame": 0,
-        "end_frame": 6,
-        "views": [[0, 1]],
+        "end_frame": frames,
+        "views": [view],
     }
+
+
+def test_augmentation_flips_and_jitters_training_clips_only(tmp_path):
+    frame = np.zeros((32, 32, 3), np.uint8)
+    frame[:, :8] = 200  # bright stripe on the left
+    write_video(tmp_path / "v0.mp4", [frame] * 6, fps=5, crf=0)
+    row = _train_row(frames=6, view=[0, 1])
     sampler = {**SAMPLER, "num_frames": 2, "stride": 1}
     flipped = ClipDataset(
         [row],
@@ -119,6 +124,31 @@ def test_augmentation_flips_and_jitters_training_clips_only(tmp_path):
     )
     left = lambda x: x["pixel_values"][..., :8].mean().item()  # noqa: E731
     assert left(flipped[0]) < left(plain[0])
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("vflip", lambda v: v.flip(-2)),
+        ("transpose", lambda v: v.transpose(-1, -2)),
+        ("reverse", lambda v: v.flip(0)),
+        ("hflip", lambda v: v.flip(-1)),
+    ],
+)
+def test_each_augmentation_transforms_the_training_clip(tmp_path, name, expected):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(4)]
+    write_video(tmp_path / "v0.mp4", frames, fps=5, crf=0)
+    row = _train_row(frames=4, view=[0, 1, 2, 3])
+    sampler = {**SAMPLER, "num_frames": 4, "stride": 1}
+    off = {"hflip": 0.0, "vflip": 0.0, "transpose": 0.0, "reverse": 0.0, "brightness": 0.0}
+    always = ClipDataset(
+        [row], tmp_path, sampler=sampler, train=True, augment={**off, name: 1.0}, **_prep()
+    )
+    never = ClipDataset([row], tmp_path, sampler=sampler, train=True, augment=off, **_prep())
+    plain = never[0]["pixel_values"]
+    assert torch.equal(always[0]["pixel_values"], expected(plain).contiguous())
+    assert not torch.equal(always[0]["pixel_values"], plain)
 
 
 def _prep():

@@ -4,7 +4,9 @@ import csv
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
+from atriom.config import load_params
 from atriom.io import read_manifest, sha256_file
 from conftest import mlflow_runs
 
@@ -61,11 +63,16 @@ def test_conduit_outputs(pipeline):
     index = json.loads((out / "clip_index.json").read_text())
     stats = json.loads((out / "stats.json").read_text())
     assert sum(stats["totals"].values()) == len(index["samples"]) == 50
+    conduit = load_params(pipeline).conduit
+    assert index["sampler"] == OmegaConf.to_container(conduit.sampler, resolve=True)
+    assert index["augment"] == OmegaConf.to_container(conduit.augment, resolve=True)
+    views = conduit.sampler.eval_clips if conduit.sampler.eval == "multi_clip" else 1
     assert all(
-        len(s["views"]) == 1 and len(s["views"][0]) == index["num_frames"] == 8
+        len(s["views"]) == views
+        and all(len(v) == index["num_frames"] == 8 for v in s["views"])
+        and s["views"] == sorted(s["views"])
         for s in index["samples"]
     )
-    assert index["sampler"]["train"] == "random_segment" and index["augment"]["hflip"] == 0.5
     assert json.loads((out / "label_map.json").read_text())["circular"] == 0
     for name in ("contact_sheet_train", "contact_sheet_val", "contact_sheet_test", "class_balance"):
         png = out / "previews" / f"{name}.png"
@@ -118,10 +125,30 @@ def test_adapter_loads_with_plain_peft_and_reproduces_test_accuracy(pipeline):
     rows = [r for r in index["samples"] if r["split"] == "test"]
     prep = json.loads((pipeline / "data" / "reservoir" / "model.json").read_text())["preprocessing"]
     ds = ClipDataset.from_index(index, "test", pipeline, prep, seed=0)
-    batch = torch.stack([ds[i]["pixel_values"] for i in range(len(ds))])
-    labels = torch.tensor([r["label_id"] for r in rows])
+    items = [ds[i] for i in range(len(ds))]
+    batch = torch.stack([item["pixel_values"] for item in items])  # (views, T, C, H, W)
+    # The evaluation protocol, written out independently of atriom.conduit.transforms: every
+    # combination of the test-time transforms, logits averaged over them and over a video's
+    # segments.
+    ops = {
+        "hflip": lambda x: x.flip(-1),
+        "vflip": lambda x: x.flip(-2),
+        "transpose": lambda x: x.transpose(-1, -2),
+        "reverse": lambda x: x.flip(1),
+    }
+    names = index["augment"]["test_time"]
     with torch.no_grad():
-        accuracy = (model(pixel_values=batch).logits.argmax(-1) == labels).float().mean().item()
+        logits = torch.zeros(len(items), len(label_map))
+        for mask in range(2 ** len(names)):
+            view = batch
+            for bit, name in enumerate(names):
+                if mask >> bit & 1:
+                    view = ops[name](view)
+            logits += model(pixel_values=view.contiguous()).logits
+    samples = torch.stack([item["sample"] for item in items])
+    per_video = torch.stack([logits[samples == int(r["id"])].mean(0) for r in rows])
+    labels = torch.tensor([r["label_id"] for r in rows])
+    accuracy = (per_video.argmax(-1) == labels).float().mean().item()
     metrics = json.loads((out / "metrics.json").read_text())
     assert accuracy == pytest.approx(metrics["test"]["accuracy"])
 

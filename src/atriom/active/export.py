@@ -147,6 +147,13 @@ def model_card(
         f"| {s} | {sum(v.values())} | " + ", ".join(f"{k}: {n}" for k, n in v.items()) + " |"
         for s, v in counts.items()
     )
+    test_time = list(metrics.get("test_time") or [])
+    tta_note = (
+        f"; logits averaged over every combination of {', '.join(test_time)} (test-time augmentation)"
+        if test_time
+        else ""
+    )
+    tta_views = f" x {test['tta_views']} test-time views" if test.get("tta_views", 1) > 1 else ""
     registry = (
         f"MLflow registry: `{registered['registered_name']}` version {registered['version']} (alias `@{registered['alias']}`)."
         if registered
@@ -157,7 +164,7 @@ def model_card(
 ## Intended use
 Classifies short video clips into {len(classes)} classes ({", ".join(classes)}), for the task the
 training data defines. Input: a video file or RGB frames; the model samples frames as
-evaluation did ({", ".join(f"{k}={v}" for k, v in metrics["sampler"].items())}). Output: class probabilities.
+evaluation did ({", ".join(f"{k}={v}" for k, v in metrics["sampler"].items())}){tta_note}. Output: class probabilities.
 Not for decisions about people, nor for data unlike the training data.
 
 ## Model
@@ -176,7 +183,7 @@ Not for decisions about people, nor for data unlike the training data.
 {split_rows}
 
 ## Evaluation
-Test set: {test["n"]} videos ({test.get("views", test["n"])} clips evaluated; logits averaged per video).
+Test set: {test["n"]} videos ({test.get("views", test["n"])} clips evaluated{tta_views}; logits averaged per video).
 
 | metric | value |
 |---|---|

@@ -57,7 +57,8 @@ class VideoClassifier:
     def predict_frames(self, frames: np.ndarray) -> np.ndarray:
         """Class probabilities for one video given as ``uint8 (T, H, W, 3)`` RGB frames.
 
-        The frames are sampled the way evaluation sampled them (all views averaged).
+        The frames are sampled and transformed the way evaluation did (all views and
+        test-time transforms averaged).
         """
         import torch
 
@@ -65,8 +66,16 @@ class VideoClassifier:
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"expected frames shaped (T, H, W, 3), got {frames.shape}")
         views = torch.stack([self._tensor(frames[view]) for view in self._views(len(frames))])
+        return self._probabilities(views)
+
+    def _probabilities(self, views) -> np.ndarray:
+        """Softmax of the logits averaged over the views and the test-time transforms."""
+        import torch
+
+        from atriom.conduit.transforms import tta_logits
+
         with torch.no_grad():
-            logits = self.model(pixel_values=views).logits.float().mean(0)
+            logits = tta_logits(self.model, views, self.info.get("test_time", [])).mean(0)
         return torch.softmax(logits, -1).numpy()
 
     def predict_path(self, path: str | os.PathLike[str]) -> np.ndarray:
@@ -80,9 +89,7 @@ class VideoClassifier:
             decoded = dict(zip(wanted, reader.read(wanted), strict=True))
 
         batch = torch.stack([self._tensor(np.stack([decoded[i] for i in view])) for view in views])
-        with torch.no_grad():
-            logits = self.model(pixel_values=batch).logits.float().mean(0)
-        return torch.softmax(logits, -1).numpy()
+        return self._probabilities(batch)
 
     def predict_paths(self, paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
         return (

@@ -164,6 +164,8 @@ def run(ctx: StageContext) -> None:
     index = read_output(conduit, CLIP_INDEX, "conduit")
     label_map = read_output(conduit, LABEL_MAP, "conduit")
     class_names = sorted(label_map, key=label_map.get)
+    # Clip indexes written before test-time augmentation existed carry none.
+    test_time = list((index.get("augment") or {}).get("test_time", []))
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     batches = batch_plan({**plan, "num_processes": world}, active.effective_batch_size)
@@ -279,6 +281,7 @@ def run(ctx: StageContext) -> None:
         seed=cfg.seed,
         run_dir=run_dir,
         teacher=teacher,
+        test_time=test_time,
         on_epoch=on_epoch,
         on_step=lambda step, loss: step_losses.append((step, loss)),
     )
@@ -290,7 +293,11 @@ def run(ctx: StageContext) -> None:
             )
     result = trainer.fit()
     test = evaluate(
-        trainer.model, accelerator.prepare(eval_loader("test")), accelerator, class_names
+        trainer.model,
+        accelerator.prepare(eval_loader("test")),
+        accelerator,
+        class_names,
+        test_time,
     )
     accelerator.wait_for_everyone()
     if not main:
@@ -301,6 +308,7 @@ def run(ctx: StageContext) -> None:
     inference = {
         "labels": class_names,
         "sampler": index["sampler"],
+        "test_time": test_time,
         "preprocessing": prep,
         "base": model_manifest["location"],
         "peft": active.peft.method,
@@ -345,6 +353,7 @@ def run(ctx: StageContext) -> None:
         "run_dir": run_dir.name,
         "resumed_from": result.resumed_from,
         "sampler": index["sampler"],
+        "test_time": test_time,
     }
     dataset = read_output(reservoir, DATASET_MANIFEST, "reservoir")
     stats = read_json(conduit / "stats.json")
@@ -369,6 +378,7 @@ def run(ctx: StageContext) -> None:
     _prune_runs(runs, active.keep_runs, run_dir)
 
     metrics.pop("sampler")
+    metrics.pop("test_time")
     if registered:
         metrics["registered_version"] = registered["version"]
     write_json(ctx.out / METRICS, metrics)

@@ -39,6 +39,7 @@ from atriom.active.checkpoint import (
 )
 from atriom.active.curriculum import Curriculum
 from atriom.active.metrics import classification_metrics, confusion_matrix
+from atriom.conduit.transforms import combinations, tta_logits
 from atriom.errors import ConfigError
 
 #: Per-epoch values early stopping can monitor.
@@ -114,20 +115,22 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate(model, loader, accelerator, class_names: Sequence[str]) -> dict[str, Any]:
+def evaluate(
+    model, loader, accelerator, class_names: Sequence[str], test_time: Sequence[str] = ()
+) -> dict[str, Any]:
     """Loss, accuracy, macro-F1, per-class precision/recall and the confusion matrix.
 
-    Views of one video (multi-clip evaluation) are merged by averaging their logits; ``n``
-    counts videos, ``views`` clips. Results are gathered from every process.
+    Each clip's logits are averaged over the ``test_time`` transform combinations
+    (:func:`atriom.conduit.transforms.tta_logits`); views of one video (multi-clip evaluation)
+    are merged by averaging their logits. ``n`` counts videos, ``views`` clips,
+    ``tta_views`` the transformed copies of each clip. Results are gathered from every process.
     """
     model.eval()
     logits: dict[int, list[torch.Tensor]] = {}
     labels: dict[int, int] = {}
     for batch in loader:
-        output = model(pixel_values=batch["pixel_values"])
-        gathered = accelerator.gather_for_metrics(
-            (batch["sample"], batch["labels"], output.logits.float())
-        )
+        output = tta_logits(model, batch["pixel_values"], test_time)
+        gathered = accelerator.gather_for_metrics((batch["sample"], batch["labels"], output))
         for sample, label, row in zip(*(t.cpu() for t in gathered), strict=True):
             logits.setdefault(int(sample), []).append(row)
             labels[int(sample)] = int(label)
@@ -140,6 +143,7 @@ def evaluate(model, loader, accelerator, class_names: Sequence[str]) -> dict[str
         "loss": float(loss),
         "n": len(samples),
         "views": int(sum(len(v) for v in logits.values())),
+        "tta_views": len(combinations(test_time)),
         **classification_metrics(matrix, class_names),
         "confusion_matrix": matrix.tolist(),
     }
@@ -180,6 +184,7 @@ class Trainer:
         seed: int,
         run_dir: Path | None,
         teacher=None,
+        test_time: Sequence[str] = (),
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
         on_step: Callable[[int, float], None] | None = None,
     ):
@@ -190,6 +195,7 @@ class Trainer:
         self.class_names = list(class_names)
         self.curriculum = curriculum
         self.run_dir = run_dir
+        self.test_time = list(test_time)
         self.on_epoch, self.on_step = on_epoch, on_step
         self.metric = cfg.early_stopping.metric
         if self.metric not in MONITORABLE:
@@ -331,7 +337,9 @@ class Trainer:
         started = time.perf_counter()
         while self.epoch < self.cfg.epochs and not self.stopper.should_stop:
             self._train_epoch()
-            val = evaluate(self.model, self.val_loader, self.accelerator, self.class_names)
+            val = evaluate(
+                self.model, self.val_loader, self.accelerator, self.class_names, self.test_time
+            )
             row = {
                 "epoch": self.epoch,
                 "train_loss": self.epoch_loss / max(self.epoch_seen, 1),

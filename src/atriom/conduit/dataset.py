@@ -6,7 +6,8 @@ stays flat however many clips the index holds. Items are
 
 * training items draw their frames per epoch (``sampler.train``: a random segment inside the
   clip's bounds, seeded by ``(seed, epoch, index)`` so runs repeat) and are augmented
-  (horizontal flip, brightness) as the clip index says;
+  (flips, transpose, time reversal -- see :mod:`atriom.conduit.transforms` -- and
+  brightness) as the clip index says;
 * evaluation items are the clip index's fixed views -- one per video, or several for
   multi-clip evaluation (``sample`` tells which video a view belongs to, so logits can be
   averaged per video).
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from atriom.conduit.sampling import train_indices
+from atriom.conduit.transforms import TRANSFORMS
 from atriom.reader import read_frames
 
 
@@ -171,8 +173,12 @@ class ClipDataset(torch.utils.data.Dataset):
         }
 
     def _augment(self, video: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        if rng.random() < self.augment.get("hflip", 0.0):
-            video = video.flip(-1)
+        # One draw per transform, always in this order, so a setting of 0 leaves the others'
+        # draws (and so a run's augmentation) unchanged.
+        draws = {name: rng.random() for name in TRANSFORMS}
+        for name, draw in draws.items():
+            if draw < float(self.augment.get(name, 0.0)):
+                video = TRANSFORMS[name](video)
         jitter = self.augment.get("brightness", 0.0)
         if jitter:
             video = (video * float(1.0 + rng.uniform(-jitter, jitter))).clamp_(0.0, 1.0)

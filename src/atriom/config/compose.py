@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
+from atriom.conduit.transforms import check_names
 from atriom.config.schema import STAGE_PARAMS, AtriomConfig
 from atriom.errors import ConfigError, ProjectError
 
@@ -104,6 +105,14 @@ def _check_semantics(cfg: DictConfig, source: str) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise ConfigError(f"{source}: {key} must be one of {list(allowed)}, got {value!r}.")
+    augment = cfg.conduit.augment
+    for name in ("hflip", "vflip", "transpose", "reverse"):
+        if not 0.0 <= augment[name] <= 1.0:
+            raise ConfigError(
+                f"{source}: conduit.augment.{name} is a probability in [0, 1], "
+                f"got {augment[name]!r}."
+            )
+    check_names(augment.test_time, f"{source}: conduit.augment.test_time")
     if "_target_" not in cfg.reservoir.dataset:
         raise ConfigError(
             f"{source}: reservoir.dataset needs a '_target_' naming the dataset source "

@@ -124,8 +124,17 @@ class SamplerConfig:
 class AugmentConfig:
     #: Probability of flipping a training clip horizontally.
     hflip: float = MISSING
+    #: Probability of flipping a training clip vertically.
+    vflip: float = MISSING
+    #: Probability of swapping a training clip's x and y axes.
+    transpose: float = MISSING
+    #: Probability of playing a training clip backwards.
+    reverse: float = MISSING
     #: Maximum relative brightness change of a training clip (0: off).
     brightness: float = MISSING
+    #: Test-time augmentation: evaluation and the exported model average the logits of every
+    #: combination of these transforms (``hflip``, ``vflip``, ``transpose``, ``reverse``).
+    test_time: list[str] = MISSING
 
 
 @dataclass
