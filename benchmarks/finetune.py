@@ -9,7 +9,7 @@ directory. Variants:
   full         full fine-tuning of the pretrained base (every weight trains)
   random-lora  the default recipe on the same architecture with random weights: the
                collected model directory's weights are replaced by a fresh initialisation
-               (the control -- what pretraining buys)
+               drawn from the seed (the control -- what pretraining buys)
 
 Each variant runs once per seed (``seed=N`` changes initialisation of the head/adapters and
 the data order; the data stay the same). The table reports mean and range of test accuracy,
@@ -47,10 +47,13 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def randomise_model(model_dir: Path) -> None:
-    """Overwrite the collected base's weights with a fresh initialisation of its config."""
+def randomise_model(model_dir: Path, seed: int) -> None:
+    """Overwrite the collected base's weights with a fresh initialisation of its config,
+    drawn from ``seed`` (each seed of the variant trains on its own random base)."""
+    import torch
     from transformers import AutoConfig, AutoModelForVideoClassification
 
+    torch.manual_seed(seed)
     config = AutoConfig.from_pretrained(model_dir)
     model = AutoModelForVideoClassification.from_config(config)
     model.save_pretrained(model_dir, safe_serialization=True)
@@ -135,19 +138,26 @@ def main() -> None:
         pretrained = Path(tmp) / "pretrained-model"
         shutil.copytree(model_dir, pretrained)
         for name in variants:
-            shutil.rmtree(model_dir)
-            shutil.copytree(pretrained, model_dir)
-            if name == "random-lora":
-                randomise_model(model_dir)
             for seed in seeds:
+                shutil.rmtree(model_dir)
+                shutil.copytree(pretrained, model_dir)
+                if name == "random-lora":
+                    randomise_model(model_dir, seed)
                 row = run_variant(project, name, seed)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         test_n = rows[0]["test_n"]
 
-    command = "python benchmarks/finetune.py" + " ".join(
-        [""] + [a for a in sys.argv[1:] if not a.startswith("--out")]
-    )
+    # The command that reproduces the table: every argument but --out and its value.
+    kept, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not arg.startswith("--out="):
+            kept.append(arg)
+    command = " ".join(["python benchmarks/finetune.py", *kept])
     body = (
         f"{SECTION}\n\n"
         f"The default dataset (synthetic motion patterns, {test_n} test clips) through the real "

@@ -97,3 +97,18 @@ def test_pretrain_quick_run_saves_a_loadable_base(tmp_path):
 
     with safe_open(out / "model.safetensors", "pt") as weights:
         assert not [k for k in weights.keys() if k.startswith("classifier")]  # noqa: SIM118
+
+
+@pytest.mark.slow
+def test_arch_option_changes_the_saved_base_not_the_module_default(tmp_path):
+    from atriom.models import pretrain
+
+    before = dict(pretrain.ARCHITECTURE)
+    out = tmp_path / "small"
+    arch = '{"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2}'
+    assert pretrain.main(["--quick", "--seed", "1", "--arch", arch, "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["hidden_size"], config["intermediate_size"]) == (64, 128)
+    assert json.loads((out / "provenance.json").read_text())["architecture"]["hidden_size"] == 64
+    assert before == pretrain.ARCHITECTURE  # a second run in this process gets the default
+    _load_and_forward(out)

@@ -135,6 +135,7 @@ def model_card(
     env_digest: str | None,
     data_licence: str,
     registered: Mapping[str, Any] | None,
+    early_stopping: str,
 ) -> str:
     """A Markdown model card: what it is for, what it learned from, how well, its limits."""
     classes = list(test["per_class"])
@@ -190,7 +191,7 @@ Test set: {test["n"]} videos ({test.get("views", test["n"])} clips evaluated{tta
 | accuracy | {test["accuracy"]:.4f} |
 | macro-F1 | {test["macro_f1"]:.4f} |
 | loss | {test["loss"]:.4f} |
-| best validation accuracy | {metrics["val"]["val_accuracy"]:.4f} (epoch {metrics["best_epoch"]}) |
+| validation accuracy of the exported epoch | {metrics["val"]["val_accuracy"]:.4f} (epoch {metrics["best_epoch"]}, best `{early_stopping}`) |
 
 | class | precision | recall | support |
 |---|---|---|---|

@@ -370,6 +370,7 @@ def run(ctx: StageContext) -> None:
         env_digest=export.environment_digest(reservoir),
         data_licence=dataset.get("licence") or "not recorded",
         registered=registered,
+        early_stopping=active.early_stopping.metric,
     )
     export.write_card(run_dir / "model_card.md", card)
     atomic_write_text(run_dir / RUN_COMPLETE, utc_now() + "\n")

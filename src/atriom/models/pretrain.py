@@ -461,13 +461,14 @@ def seed_all(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def build_model(num_labels: int, seed: int):
-    """A fresh ``VideoMAEForVideoClassification`` of :data:`ARCHITECTURE` (no download)."""
+def build_model(num_labels: int, seed: int, architecture: dict[str, Any] | None = None):
+    """A fresh ``VideoMAEForVideoClassification`` of ``architecture`` (default
+    :data:`ARCHITECTURE`; no download)."""
     import torch
     from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
     torch.manual_seed(seed)
-    config = VideoMAEConfig(**ARCHITECTURE, num_labels=num_labels)
+    config = VideoMAEConfig(**(architecture or ARCHITECTURE), num_labels=num_labels)
     return VideoMAEForVideoClassification(config)
 
 
@@ -477,21 +478,26 @@ def pretrain(
     seed: int = 0,
     settings: PretrainSettings | None = None,
     pretext: PretextConfig | None = None,
+    architecture: dict[str, Any] | None = None,
     command: str = "",
     log=lambda message: print(message, flush=True),
 ) -> dict[str, Any]:
-    """Pretrain on the pretext task and save the base (head removed) into ``out``."""
+    """Pretrain on the pretext task and save the base (head removed) into ``out``.
+
+    ``architecture``: VideoMAEConfig keywords (default :data:`ARCHITECTURE`, the shipped base).
+    """
     import torch
     import transformers
 
     settings = settings or PretrainSettings()
     pretext = pretext or PretextConfig()
+    architecture = dict(architecture or ARCHITECTURE)
     sizes = pretext.head_sizes()
     started = time.perf_counter()
     torch.set_num_threads(settings.threads)
     seed_all(seed)
 
-    model = build_model(sum(n for _, n, _ in sizes), seed)
+    model = build_model(sum(n for _, n, _ in sizes), seed, architecture)
     dense_head = (
         torch.nn.Linear(model.config.hidden_size, 2 * (1 + len(HEADINGS)))
         if pretext.dense
@@ -591,7 +597,7 @@ def pretrain(
             "kept): from_pretrained(..., num_labels=N, ignore_mismatched_sizes=True) creates a "
             "freshly initialised head for the downstream classes."
         ),
-        "architecture": ARCHITECTURE,
+        "architecture": architecture,
         "preprocessing": {
             "frames": pretext.frames,
             "size": pretext.size,
@@ -640,9 +646,9 @@ def save_base(model, out: Path, *, sizes: Sequence[tuple[str, int]] = ()) -> Non
     model.save_pretrained(out, state_dict=state, safe_serialization=True)
     processor = VideoMAEImageProcessor(
         do_resize=True,
-        size={"shortest_edge": ARCHITECTURE["image_size"]},
+        size={"shortest_edge": config.image_size},
         do_center_crop=True,
-        crop_size={"height": ARCHITECTURE["image_size"], "width": ARCHITECTURE["image_size"]},
+        crop_size={"height": config.image_size, "width": config.image_size},
         do_rescale=True,
         rescale_factor=1 / 255,
         do_normalize=True,
@@ -692,18 +698,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         settings.epochs, settings.clips_per_epoch, settings.val_clips = 1, 64, 32
         settings.workers = 0
-    if args.arch:
-        ARCHITECTURE.update(json.loads(args.arch))
+    architecture = {**ARCHITECTURE, **(json.loads(args.arch) if args.arch else {})}
     pretext = PretextConfig(
         heads=tuple(args.heads.split(",")),
         dense=args.dense,
-        patch=ARCHITECTURE["patch_size"],
-        tubelet=ARCHITECTURE["tubelet_size"],
+        patch=architecture["patch_size"],
+        tubelet=architecture["tubelet_size"],
     )
     command = " ".join(
         ["python -m atriom.models.pretrain", *(shlex.quote(a) for a in (argv or sys.argv[1:]))]
     )
-    pretrain(args.out, seed=args.seed, settings=settings, pretext=pretext, command=command)
+    pretrain(
+        args.out,
+        seed=args.seed,
+        settings=settings,
+        pretext=pretext,
+        architecture=architecture,
+        command=command,
+    )
     return 0
 
 
