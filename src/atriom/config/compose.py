@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
-from atriom.conduit.transforms import check_names
+from atriom.conduit.transforms import TRANSFORMS, check_names
 from atriom.config.schema import STAGE_PARAMS, AtriomConfig
 from atriom.errors import ConfigError, ProjectError
 
@@ -106,7 +106,7 @@ def _check_semantics(cfg: DictConfig, source: str) -> None:
         if value not in allowed:
             raise ConfigError(f"{source}: {key} must be one of {list(allowed)}, got {value!r}.")
     augment = cfg.conduit.augment
-    for name in ("hflip", "vflip", "transpose", "reverse"):
+    for name in TRANSFORMS:
         if not 0.0 <= augment[name] <= 1.0:
             raise ConfigError(
                 f"{source}: conduit.augment.{name} is a probability in [0, 1], "
